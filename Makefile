@@ -1,0 +1,60 @@
+# Two commands are the contract: `make demo` runs the pipeline, `make test` runs the tests.
+# Each bootstraps what it needs (venv, packages, Airflow metadata DB) and a second run installs nothing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROJECT := $(CURDIR)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(PROJECT)/.venv
+BIN := $(VENV)/bin
+LOCK := requirements-dev-lock.txt
+# The stamp names the lock's hash: editing the lock reinstalls, nothing else does.
+INSTALLED := $(VENV)/.installed-$(shell sha256sum $(LOCK) | cut -c1-12)
+# torch's CPU wheel: from the local wheel folder where there is one, else from PyTorch's CPU index.
+WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+
+# The project's Airflow: everything inside the project, SQLite metadata, no example DAGs.
+export AIRFLOW_HOME ?= $(PROJECT)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(PROJECT)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS := False
+# Astro SDK 1.9 passes Table/File objects through XCom; glob patterns, not regexes.
+export AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES := airflow.* astro.*
+export PYTHONPATH := $(PROJECT)
+# The registry: DuckDB file by default. Set AIRFLOW_VAR_MRI_DB_CONN_ID=mri_pg to use Postgres.
+export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
+export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
+
+.PHONY: help install lock airflow-db migrate demo test lint clean
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(INSTALLED)  ## create .venv and install the locked packages (idempotent)
+$(INSTALLED): $(LOCK)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --python $(BIN)/python $(WHEELS) -r $(LOCK)
+	rm -f $(VENV)/.installed-* && touch $@
+
+lock:  ## re-resolve requirements*.txt into the lock files
+	$(BIN)/uv pip compile requirements.txt --python-version 3.11 $(WHEELS) -o requirements-lock.txt
+	$(BIN)/uv pip compile requirements-dev.txt -c requirements-lock.txt --python-version 3.11 $(WHEELS) -o requirements-dev-lock.txt
+
+airflow-db: $(AIRFLOW_HOME)/airflow.db  ## create the Airflow metadata DB (SQLite)
+$(AIRFLOW_HOME)/airflow.db: | $(INSTALLED)
+	$(BIN)/airflow db migrate
+
+migrate: airflow-db  ## apply migrations/ to the registry and size its pool
+	$(BIN)/python -m include.db migrate
+
+demo: migrate  ## run the pipeline on the embedded defaults
+	$(BIN)/airflow dags test registry_setup
+
+test: install  ## run the test suite (starts its own PostgreSQL and S3 endpoint)
+	$(BIN)/python -m pytest tests
+
+lint:  ## check the Dockerfile and the Python files
+	$(BIN)/python -m pytest tests/unit/test_dockerfile.py -q
+
+clean:  ## remove the local Airflow home and data (keeps .venv)
+	rm -rf $(AIRFLOW_HOME) $(PROJECT)/data

@@ -1,0 +1,106 @@
+"""Every setting of the project: its environment name, its default and its meaning, in one place.
+
+Read from the environment only, so DAG files can use it at parse time without touching the
+metadata database (Airflow best practice: no ``Variable.get`` at top level). Airflow Variables set
+as ``AIRFLOW_VAR_<NAME>`` environment variables are honoured under the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+SQL_DIR = PROJECT_ROOT / "sql"
+DATA_DIR = PROJECT_ROOT / "data"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the project cannot use; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Airflow connection id of the registry database (every Astro SDK Table and SQL task).
+    # conn_type duckdb (embedded, the default) or postgres (parallel writers).
+    db_conn_id: str = "mri_db"
+    # Pool every task that opens the registry database runs in; its size follows the backend
+    # (DuckDB 1, Postgres many), see include/db.
+    db_pool: str = "mri_db"
+    # Where images live: a local folder path, or s3://bucket/prefix.
+    storage_root: str = str(DATA_DIR / "storage")
+    # Airflow connection for the storage (an `aws` connection for s3://); None for a local folder.
+    storage_conn_id: str | None = None
+    # The classes, in the order model outputs use; file names carry them (`glioma (12).jpg`).
+    labels: tuple[str, ...] = ("glioma", "meningioma")
+    # Files per mapped task when moving landing -> raw (keeps mapped tasks far below max_map_length).
+    move_batch_size: int = 500
+    # Files per mapped task when validating and registering images.
+    register_batch_size: int = 500
+    # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
+    # from a config with no download. A hub id works only where a hub is reachable.
+    model_source: str = "config:resnet-18"
+
+
+def _get(environ: Mapping[str, str], name: str) -> str | None:
+    """An Airflow Variable given as ``AIRFLOW_VAR_<NAME>`` wins over the plain ``<NAME>``."""
+    value = environ.get(f"AIRFLOW_VAR_{name}", environ.get(name))
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} is not a positive integer; set it to e.g. {default}.")
+    return value
+
+
+def _labels(environ: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(environ, "MRI_LABELS")
+    if raw is None:
+        return Settings.labels
+    labels = tuple(label.strip().lower() for label in raw.split(",") if label.strip())
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ConfigError(
+            f"MRI_LABELS={raw!r} must list at least two distinct, comma-separated class names, "
+            "e.g. 'glioma,meningioma'."
+        )
+    bad = [label for label in labels if not label.replace("_", "").replace("-", "").isalnum()]
+    if bad:
+        raise ConfigError(f"MRI_LABELS has names {bad} with characters other than letters, digits, '-', '_'.")
+    return labels
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: the process environment).
+
+    :param environ: a mapping of environment variables, for tests.
+    """
+    environ = os.environ if environ is None else environ
+    defaults = Settings()
+    return Settings(
+        db_conn_id=_get(environ, "MRI_DB_CONN_ID") or defaults.db_conn_id,
+        db_pool=_get(environ, "MRI_DB_POOL") or defaults.db_pool,
+        storage_root=(_get(environ, "MRI_STORAGE_ROOT") or defaults.storage_root).rstrip("/"),
+        storage_conn_id=_get(environ, "MRI_STORAGE_CONN_ID"),
+        labels=_labels(environ),
+        move_batch_size=_positive_int(environ, "MRI_MOVE_BATCH_SIZE", defaults.move_batch_size),
+        register_batch_size=_positive_int(environ, "MRI_REGISTER_BATCH_SIZE", defaults.register_batch_size),
+        model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,89 @@
+"""The interface every registry backend implements: connect, run a transaction, size the pool.
+
+Backend facts are class attributes, overridden in one module per backend (the Astro SDK's
+``databases/`` split). DAGs and tasks call these methods and never branch on the backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from airflow.models.connection import Connection
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The registry database named by MRI_DB_CONN_ID cannot be reached; the message says why and what to do."""
+
+
+class RegistryDatabase(ABC):
+    """A relational store for the registry tables, reached through one Airflow connection.
+
+    :param conn_id: the Airflow connection id (the value of MRI_DB_CONN_ID).
+    :param connection: the resolved Airflow connection.
+    """
+
+    # The Airflow conn_type this backend serves.
+    conn_type: ClassVar[str]
+    # Slots of the pool every task that opens the database runs in: 1 serialises access to an
+    # embedded file, a large number lets a server take parallel writers.
+    pool_slots: ClassVar[int]
+    # The DB-API marker for a bound value in this driver.
+    placeholder: ClassVar[str]
+
+    def __init__(self, conn_id: str, connection: Connection):
+        self.conn_id = conn_id
+        self.connection = connection
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the database is, for messages (a file path, host:port/db)."""
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """Open a DB-API connection; errors are translated by :meth:`transaction`."""
+
+    @abstractmethod
+    def _begin(self, connection: Any) -> Any:
+        """Start a transaction on ``connection`` and return the object to execute statements on."""
+
+    def lock_for_migrations(self, cursor: Any) -> None:
+        """Keep concurrent migration runners apart; nothing to do where the pool already does."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Yield a cursor inside one transaction: committed on success, rolled back on any error."""
+        try:
+            connection = self._connect()
+        except Exception as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DatabaseUnavailableError(
+                f"MRI_DB_CONN_ID {self.conn_id!r} ({self.conn_type} at {self.describe()}) cannot be opened: "
+                f"{first_line}. Start the database or fix the connection, or point "
+                "AIRFLOW_VAR_MRI_DB_CONN_ID at another connection."
+            ) from err
+        try:
+            cursor = self._begin(connection)
+            yield cursor
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def fetch_all(self, sql: str, parameters: tuple | list | None = None) -> list[tuple]:
+        """Run one query in its own transaction and return all rows.
+
+        :param sql: the query, with ``placeholder`` markers for values.
+        :param parameters: the bound values; None for a query without markers (psycopg2 would
+            read a literal ``%`` as a marker otherwise).
+        """
+        with self.transaction() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(conn_id={self.conn_id!r}, at={self.describe()!r})"
