@@ -39,6 +39,8 @@ class Settings:
     labels: tuple[str, ...] = ("glioma", "meningioma")
     # Files per mapped task when moving landing -> raw (keeps mapped tasks far below max_map_length).
     move_batch_size: int = 500
+    # Seconds between checks of the landing area by the deferrable sensors (on the triggerer).
+    sensor_poke_seconds: int = 10
     # Files per mapped task when validating and registering images.
     register_batch_size: int = 500
     # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
@@ -95,6 +97,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         storage_conn_id=_get(environ, "MRI_STORAGE_CONN_ID"),
         labels=_labels(environ),
         move_batch_size=_positive_int(environ, "MRI_MOVE_BATCH_SIZE", defaults.move_batch_size),
+        sensor_poke_seconds=_positive_int(environ, "MRI_SENSOR_POKE_SECONDS", defaults.sensor_poke_seconds),
         register_batch_size=_positive_int(environ, "MRI_REGISTER_BATCH_SIZE", defaults.register_batch_size),
         model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
     )

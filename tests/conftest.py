@@ -31,12 +31,16 @@ for name in [n for n in os.environ if n.startswith("AIRFLOW_VAR_MRI_") or n.star
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support.postgres import PostgresServer, running_postgres  # noqa: E402
+from tests.support.s3 import Relay, running_s3_server  # noqa: E402
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def airflow_metadata_db() -> Path:
+    """The SQLite metadata DB of the test session's Airflow home, created once."""
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
     )
+    return _AIRFLOW_HOME / "airflow.db"
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +75,56 @@ def postgres_conn_id(postgres_server: PostgresServer, monkeypatch: pytest.Monkey
 def db_conn_id(request: pytest.FixtureRequest) -> str:
     """Each backend in turn: the same test runs on DuckDB and on a real PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_conn_id")
+
+
+# moto accepts any credentials; these are not secrets.
+MOTO_KEY = "testing"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """moto's S3 server in its own process on 127.0.0.1, for the session."""
+    with running_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3_relay(s3_endpoint: str) -> Relay:
+    """A relay in front of the S3 endpoint that a test can cut, as if the service went away."""
+    relay = Relay(int(s3_endpoint.rsplit(":", 1)[1]))
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def s3_root(s3_relay: Relay, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket reached through the relay via the `aws` connection `test_s3`; returns its root."""
+    import boto3
+
+    bucket = f"mri-{os.urandom(4).hex()}"
+    boto3.client(
+        "s3", endpoint_url=s3_relay.url, region_name="us-east-1",
+        aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_KEY,
+    ).create_bucket(Bucket=bucket)
+    extra = f'"endpoint_url": "{s3_relay.url}", "region_name": "us-east-1"'
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TEST_S3",
+        f'{{"conn_type": "aws", "login": "{MOTO_KEY}", "password": "{MOTO_KEY}", "extra": {{{extra}}}}}',
+    )
+    return f"s3://{bucket}/mri"
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each kind of image store in turn, configured through MRI_STORAGE_ROOT/_CONN_ID only."""
+    from include.config import settings
+
+    if request.param == "local":
+        monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
+    else:
+        monkeypatch.setenv("MRI_STORAGE_ROOT", request.getfixturevalue("s3_root"))
+        monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
+    monkeypatch.setenv("MRI_SENSOR_POKE_SECONDS", "1")
+    settings.cache_clear()
+    yield settings()
+    settings.cache_clear()

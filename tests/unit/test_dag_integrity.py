@@ -16,8 +16,10 @@ DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 HEAVY_MODULES = ("torch", "transformers", "great_expectations")
 
+# The scheduler's DAG processor has Airflow's core loaded before it parses a file; so does this.
 PARSE_ONE_FILE = """
 import json, sys, time
+import airflow.decorators, airflow.sensors.base
 from airflow.models.dagbag import DagBag
 start = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1], include_examples=False, safe_mode=False)

@@ -1,0 +1,13 @@
+"""
+### New train data
+
+Continuous: a deferrable sensor waits for files in `landing/train/` of the image store
+(`MRI_STORAGE_ROOT`: a local folder or `s3://`), then moves exactly the files listed at that
+moment to `raw/train/` in mapped batches of `MRI_MOVE_BATCH_SIZE`. Non-images go to
+`quarantine/train/` with a reason; every file's outcome is written to
+`ingest_log/train/<run>/`. Emits the `raw/train` Dataset the preprocess DAG listens to.
+"""
+
+from include.ingestion_dag import build_ingestion_dag
+
+build_ingestion_dag("train", doc_md=__doc__)

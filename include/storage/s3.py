@@ -1,0 +1,118 @@
+"""Any S3 API (AWS, MinIO, Ceph...) through an Airflow `aws` connection; `endpoint_url` in its extra."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from include.storage.base import Storage, StorageUnavailableError, StoredObject, is_listable
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix``)."""
+    if not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise ValueError(f"Expected s3://bucket[/prefix], got {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    return bucket, prefix.strip("/")
+
+
+class S3Storage(Storage):
+    scheme = "s3"
+
+    @cached_property
+    def _bucket_and_prefix(self) -> tuple[str, str]:
+        return split_s3_uri(self.root)
+
+    def _key(self, key: str) -> str:
+        prefix = self._bucket_and_prefix[1]
+        return f"{prefix}/{key}" if prefix else key
+
+    @cached_property
+    def hook(self):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.conn_id)
+
+    @cached_property
+    def client(self) -> Any:
+        return self.hook.get_conn()
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        """One S3 call; an unreachable endpoint becomes an error that names the setting to check."""
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except (BotoConnectionError, HTTPClientError) as err:  # refused, reset, closed mid-response
+            raise StorageUnavailableError(
+                f"S3 endpoint {self.client.meta.endpoint_url} of MRI_STORAGE_CONN_ID {self.conn_id!r} is "
+                f"unreachable during {operation} ({err}). Check that the S3 service is up and the "
+                "connection's endpoint_url; files not yet copied stay in landing."
+            ) from err
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        bucket, root_prefix = self._bucket_and_prefix
+        full_prefix = self._key(prefix.strip("/")) + "/"
+        found, token = [], None
+        while True:
+            page = self._call(
+                "list_objects_v2", Bucket=bucket, Prefix=full_prefix, **({"ContinuationToken": token} if token else {})
+            )
+            for item in page.get("Contents", []):
+                key = item["Key"][len(root_prefix) + 1 :] if root_prefix else item["Key"]
+                if is_listable(key) and not key.endswith("/"):
+                    found.append(StoredObject(key, item["Size"]))
+            if not page.get("IsTruncated"):
+                return sorted(found, key=lambda o: o.key)
+            token = page["NextContinuationToken"]
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("head_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key))
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def read(self, key: str, length: int | None = None) -> bytes:
+        from botocore.exceptions import ClientError
+
+        extra = {"Range": f"bytes=0-{length - 1}"} if length else {}
+        try:
+            body = self._call("get_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key), **extra)["Body"]
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "InvalidRange":  # a range of an empty object
+                return b""
+            raise
+        return body.read()
+
+    def write(self, key: str, data: bytes) -> None:
+        self._call("put_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key), Body=data)
+
+    def copy_new(self, source: str, destination: str) -> bool:
+        # S3 has no create-if-absent copy on every S3 API; one mover per landing prefix
+        # (max_active_runs=1, disjoint batches) keeps check-then-copy free of races.
+        if self.exists(destination):
+            return False
+        bucket = self._bucket_and_prefix[0]
+        self._call("copy_object", Bucket=bucket, Key=self._key(destination), CopySource={"Bucket": bucket, "Key": self._key(source)})
+        return True
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key))
+
+    def landing_sensor(self, task_id: str, prefix: str, poke_interval: float):
+        from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+
+        return S3KeySensor(
+            task_id=task_id,
+            bucket_key=f"{self.root}/{prefix.strip('/')}/*",
+            wildcard_match=True,
+            aws_conn_id=self.conn_id,
+            deferrable=True,
+            poke_interval=poke_interval,
+        )

@@ -1,0 +1,123 @@
+"""The continuous ingestion DAGs, run with dag.test() on a local folder and on a real S3 endpoint."""
+
+import io
+import json
+import threading
+import time
+
+import pytest
+from airflow.utils.state import DagRunState
+from PIL import Image
+
+from include.ingestion import batches, ingest_file, landing_prefix
+from include.ingestion_dag import build_ingestion_dag
+from include.storage import StorageUnavailableError, get_storage
+
+
+def jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (32, 32), color=seed % 256).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def keys(storage, prefix):
+    return [o.key for o in storage.list(prefix)]
+
+
+def run_dag(split):
+    return build_ingestion_dag(split, doc_md="test").test()
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_good_files_reach_raw_and_bad_files_quarantine_with_a_reason(storage_settings, split):
+    storage = get_storage()
+    for i in range(1, 4):
+        storage.write(f"landing/{split}/glioma ({i}).jpg", jpeg(i))
+    storage.write(f"landing/{split}/empty.jpg", b"")
+    storage.write(f"landing/{split}/notes.jpg", b"radiology report, not a picture")
+
+    run = run_dag(split)
+
+    assert run.state == DagRunState.SUCCESS
+    assert keys(storage, f"landing/{split}") == []
+    assert keys(storage, f"raw/{split}") == [f"raw/{split}/glioma ({i}).jpg" for i in range(1, 4)]
+    assert keys(storage, f"quarantine/{split}") == [f"quarantine/{split}/empty.jpg", f"quarantine/{split}/notes.jpg"]
+    [log_key] = keys(storage, f"ingest_log/{split}")
+    reasons = {row["source"]: row["reason"] for row in map(json.loads, storage.read(log_key).decode().splitlines())}
+    assert reasons[f"landing/{split}/empty.jpg"] == "empty file (0 bytes)"
+    assert reasons[f"landing/{split}/notes.jpg"].startswith("not an image: starts with b'radiolog'")
+    assert reasons[f"landing/{split}/glioma (1).jpg"] is None
+
+
+def test_sensor_defers_until_files_land(storage_settings):
+    storage = get_storage()
+    threading.Timer(2.0, lambda: storage.write("landing/train/glioma (1).jpg", jpeg(1))).start()
+
+    run = run_dag("train")
+
+    assert run.state == DagRunState.SUCCESS
+    assert keys(storage, "raw/train") == ["raw/train/glioma (1).jpg"]
+
+
+def test_same_name_uploaded_twice_keeps_both_and_a_repeat_upload_is_a_duplicate(storage_settings):
+    storage = get_storage()
+    storage.write("landing/train/glioma (1).jpg", jpeg(1))
+    run_dag("train")
+    storage.write("landing/train/glioma (1).jpg", jpeg(2))
+    run_dag("train")
+    storage.write("landing/train/glioma (1).jpg", jpeg(1))
+    run_dag("train")
+
+    raw = keys(storage, "raw/train")
+    assert len(raw) == 2 and raw[0] == "raw/train/glioma (1) (upload " + raw[0][len("raw/train/glioma (1) (upload ") :]
+    assert sorted(storage.read(k) for k in raw) == sorted([jpeg(1), jpeg(2)])
+    assert keys(storage, "landing/train") == []
+
+
+def test_file_arriving_between_list_and_move_stays_in_landing(storage_settings):
+    storage = get_storage()
+    storage.write("landing/train/glioma (1).jpg", jpeg(1))
+    [listed] = batches(keys(storage, landing_prefix("train")), 500)
+    storage.write("landing/train/glioma (2).jpg", jpeg(2))  # arrives after the listing
+
+    for key in listed:
+        ingest_file(storage, key, "train")
+
+    assert keys(storage, "landing/train") == ["landing/train/glioma (2).jpg"]
+    assert keys(storage, "raw/train") == ["raw/train/glioma (1).jpg"]
+
+
+def test_s3_endpoint_going_away_mid_move_loses_nothing(s3_root, s3_relay, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    storage = get_storage(s3_root, "test_s3")
+    files = {f"landing/train/glioma ({i}).jpg": jpeg(i) for i in range(1, 61)}
+    for key, data in files.items():
+        storage.write(key, data)
+    listed = keys(storage, "landing/train")
+
+    def cut_after_some_moves():
+        watcher = get_storage(s3_root, "test_s3")
+        while len(watcher.list("raw/train")) < 5:
+            time.sleep(0.01)
+        s3_relay.cut()
+
+    cutter = threading.Thread(target=cut_after_some_moves)
+    cutter.start()
+    with pytest.raises(StorageUnavailableError, match="unreachable.*files not yet copied stay in landing"):
+        for key in listed:
+            ingest_file(storage, key, "train")
+    cutter.join()
+    s3_relay.restore()
+
+    after = get_storage(s3_root, "test_s3")
+    landing, raw = set(keys(after, "landing/train")), set(keys(after, "raw/train"))
+    assert 5 <= len(raw) < len(files)
+    for key, data in files.items():
+        moved = key.replace("landing/", "raw/", 1)
+        assert key in landing or moved in raw, f"{key} was lost"
+        if key not in landing:
+            assert after.read(moved) == data
+    # A retry finishes the job from what is still in landing.
+    for key in sorted(landing):
+        ingest_file(after, key, "train")
+    assert keys(after, "landing/train") == [] and len(keys(after, "raw/train")) == len(files)
