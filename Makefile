@@ -25,7 +25,7 @@ export PYTHONPATH := $(PROJECT)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db migrate demo test lint clean
+.PHONY: help install lock airflow-db migrate phantom demo test lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -46,6 +46,9 @@ $(AIRFLOW_HOME)/airflow.db: | $(INSTALLED)
 
 migrate: airflow-db  ## apply migrations/ to the registry and size its pool
 	$(BIN)/python -m include.db migrate
+
+phantom: install  ## generate the phantom MRI data set into data/phantom (330 per class, seed 0)
+	$(BIN)/python -m include.phantom --out $(PROJECT)/data/phantom --per-class 330 --seed 0
 
 demo: migrate  ## run the pipeline on the embedded defaults
 	$(BIN)/airflow dags test registry_setup

@@ -1,0 +1,10 @@
+"""Phantom brain-MRI slices: T2-like axial MNI152 slices with a painted glioma or meningioma.
+
+A stand-in for the public Kaggle brain-tumour images where those cannot be downloaded: same file
+names and layout, deterministic by seed, drawn from the MNI152 template shipped inside nilearn.
+``python -m include.phantom --help`` writes a dataset from the command line.
+"""
+
+from include.phantom.generate import PhantomConfig, generate_dataset
+
+__all__ = ["PhantomConfig", "generate_dataset"]
