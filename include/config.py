@@ -43,6 +43,12 @@ class Settings:
     sensor_poke_seconds: int = 10
     # Files per mapped task when validating and registering images.
     register_batch_size: int = 500
+    # Storage key of a CSV with columns `file,label` that overrides the label in file names; None: names only.
+    labels_csv: str | None = None
+    # Images with a side shorter than this many pixels are quarantined as too small.
+    min_image_side: int = 64
+    # Images with more pixels than this are quarantined unread (decompression bombs).
+    max_image_pixels: int = 4096 * 4096
     # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
     # from a config with no download. A hub id works only where a hub is reachable.
     model_source: str = "config:resnet-18"
@@ -99,6 +105,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         move_batch_size=_positive_int(environ, "MRI_MOVE_BATCH_SIZE", defaults.move_batch_size),
         sensor_poke_seconds=_positive_int(environ, "MRI_SENSOR_POKE_SECONDS", defaults.sensor_poke_seconds),
         register_batch_size=_positive_int(environ, "MRI_REGISTER_BATCH_SIZE", defaults.register_batch_size),
+        labels_csv=_get(environ, "MRI_LABELS_CSV"),
+        min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
+        max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
         model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
     )
 

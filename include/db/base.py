@@ -6,12 +6,22 @@ Backend facts are class attributes, overridden in one module per backend (the As
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from airflow.models.connection import Connection
+
+
+# Table and column names come from code constants, never from data; this is the check that they do.
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def checked_identifiers(*names: str) -> None:
+    bad = [name for name in names if not IDENTIFIER.match(name)]
+    assert not bad, f"not plain SQL identifiers: {bad}"
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -48,6 +58,37 @@ class RegistryDatabase(ABC):
     @abstractmethod
     def _begin(self, connection: Any) -> Any:
         """Start a transaction on ``connection`` and return the object to execute statements on."""
+
+    @abstractmethod
+    def _stage(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        """Make ``rows`` (for ``table``) readable as a relation in this transaction, by the
+        backend's fastest bulk path; return the relation's name. Values travel as data, never
+        as SQL text."""
+
+    def insert_new_rows(
+        self, cursor: Any, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert the ``rows`` whose ``key`` is not in ``table`` yet; duplicates within ``rows``
+        keep the first. Idempotent, and safe with concurrent writers (ON CONFLICT DO NOTHING).
+
+        :param cursor: the cursor of the caller's transaction.
+        :param table: target table (a code constant).
+        :param columns: the columns of each row, in order (code constants).
+        :param key: the unique column deciding what is new.
+        :param rows: the values.
+        """
+        checked_identifiers(table, key, *columns)
+        # One row per key before it reaches SQL: an INSERT that meets its own key twice is an
+        # error on some engines, and "first wins" is then the same on every backend.
+        key_index = list(columns).index(key)
+        first_per_key: dict[Any, Sequence[Any]] = {}
+        for row in rows:
+            first_per_key.setdefault(row[key_index], row)
+        if not first_per_key:
+            return
+        staged = self._stage(cursor, table, columns, list(first_per_key.values()))
+        names = ", ".join(columns)
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING")
 
     def lock_for_migrations(self, cursor: Any) -> None:
         """Keep concurrent migration runners apart; nothing to do where the pool already does."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,25 @@ class DuckDBDatabase(RegistryDatabase):
 
     def _connect(self) -> Any:
         import duckdb
+        import duckdb_engine
+        import sqlalchemy
 
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(self.path)
+        # The config duckdb_engine (the Astro SDK's path) opens the file with: DuckDB refuses a
+        # second connection to one file in one process with another config.
+        user_agent = f"duckdb_engine/{duckdb_engine.__version__}(sqlalchemy/{sqlalchemy.__version__})"
+        return duckdb.connect(self.path, config={"custom_user_agent": user_agent})
 
     def _begin(self, connection: Any) -> Any:
         # A DuckDB connection executes statements itself; its cursor() would open a second connection.
         connection.begin()
         return connection
+
+    def _stage(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        import pandas as pd
+
+        # DuckDB scans a registered DataFrame in place: no SQL text, no row-by-row inserts.
+        # dtype=object keeps None as NULL (a float column would turn it into NaN).
+        name = f"staged_{table}"
+        cursor.register(name, pd.DataFrame(list(rows), columns=list(columns), dtype=object))
+        return name

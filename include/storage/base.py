@@ -51,6 +51,12 @@ class Storage(ABC):
         """The full address of ``key``, as stored in the registry."""
         return f"{self.root}/{key}"
 
+    def key(self, uri: str) -> str:
+        """The key of a full address inside this store (inverse of :meth:`uri`)."""
+        if not uri.startswith(self.root + "/"):
+            raise ValueError(f"{uri!r} is not inside the storage root {self.root!r} (MRI_STORAGE_ROOT)")
+        return uri[len(self.root) + 1 :]
+
     @abstractmethod
     def list(self, prefix: str) -> list[StoredObject]:
         """Every complete file below ``prefix`` (recursively), sorted by key."""

@@ -14,6 +14,10 @@ from include.storage.base import Storage, StoredObject, is_listable
 class LocalStorage(Storage):
     scheme = ""
 
+    def __init__(self, root: str, conn_id: str | None = None):
+        # Absolute, so the uris in the registry mean the same from any working directory.
+        super().__init__(os.path.abspath(root), conn_id)
+
     def _path(self, key: str) -> Path:
         # Normalised without following links: a symlink key stays a key inside the root.
         root = os.path.abspath(self.root)

@@ -1,0 +1,139 @@
+"""Raw files -> rows of the registry: validate, fingerprint, label, write in one transaction per batch.
+
+Nothing here builds SQL from a file name or a label: rows go to the backend's bulk path as data.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import posixpath
+import re
+import warnings
+from dataclasses import astuple, dataclass, fields
+
+from PIL import Image, UnidentifiedImageError
+
+from include.db import RegistryDatabase
+from include.storage import Storage
+
+log = logging.getLogger(__name__)
+
+# `glioma (12).jpg`, and a re-upload kept beside it: `glioma (12) (upload 3f9a1c2b0e4d).jpg`.
+LABEL_IN_NAME = re.compile(r"^(?P<label>[^()]+?) \(\d+\)", flags=re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One file's row in `images` (field order = column order)."""
+
+    content_hash: str
+    uri: str
+    split: str
+    label: str | None
+    width: int | None
+    height: int | None
+    mode: str | None
+    bytes: int
+    status: str
+    reason: str | None
+    first_seen_run_id: str
+
+
+IMAGE_COLUMNS = tuple(f.name for f in fields(ImageRecord))
+FILE_COLUMNS = ("uri", "content_hash", "split", "run_id")
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_side: int
+    max_pixels: int
+
+
+class Quarantine(Exception):
+    """The file cannot be registered; the message is the reason stored with it."""
+
+
+def label_of(name: str, labels: tuple[str, ...], overrides: dict[str, str]) -> str:
+    """The class of a file: the labels CSV when it names the file, else the file-name rule."""
+    label = overrides.get(name)
+    if label is None:
+        match = LABEL_IN_NAME.match(name)
+        if not match:
+            raise Quarantine("no label: name does not follow '<label> (<n>).<ext>' and is not in the labels CSV")
+        label = match["label"].strip().lower()
+    if label not in labels:
+        raise Quarantine(f"unknown label {label!r}; MRI_LABELS is {','.join(labels)}")
+    return label
+
+
+def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
+    """Width, height and mode of a fully decodable image; anything else raises Quarantine."""
+    if not data:
+        raise Quarantine("empty file (0 bytes)")
+    # PIL's own guard, set to the project's limit, refuses a huge image from its header alone.
+    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()  # decodes every pixel: truncated files fail here, not in training
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise Quarantine(f"decompression bomb: over MRI_MAX_IMAGE_PIXELS={limits.max_pixels} ({err})") from None
+        except UnidentifiedImageError:  # its message carries a memory address; this one is stable
+            raise Quarantine("cannot decode: not an image format PIL knows") from None
+        except Exception as err:  # PIL raises many types for corrupt data
+            raise Quarantine(f"cannot decode: {err}") from None
+    width, height = image.size
+    if min(width, height) < limits.min_side:
+        raise Quarantine(f"too small: {width}x{height}, MRI_MIN_IMAGE_SIDE is {limits.min_side}")
+    return width, height, image.mode
+
+
+def fingerprint(
+    storage: Storage, uri: str, split: str, run_id: str, labels: tuple[str, ...], overrides: dict[str, str], limits: Limits
+) -> ImageRecord:
+    """Read one file and return its row: registered, or quarantined with the reason."""
+    try:
+        data = storage.read(storage.key(uri))
+    except OSError as err:  # a directory, a symlink (refused, never followed), no permission
+        reason = "a directory, not a file" if isinstance(err, IsADirectoryError) else f"unreadable: {err.strerror or err}"
+        # No bytes to key by: the uri keys it, so two unreadable files never share a row.
+        unread_key = hashlib.sha256(f"unreadable:{uri}".encode()).hexdigest()
+        return ImageRecord(unread_key, uri, split, None, None, None, None, 0, "quarantined", reason, run_id)
+    content_hash = hashlib.sha256(data).hexdigest()
+    label = None
+    try:
+        label = label_of(posixpath.basename(uri), labels, overrides)
+        width, height, mode = inspect_image(data, limits)
+    except Quarantine as why:
+        return ImageRecord(content_hash, uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id)
+    return ImageRecord(content_hash, uri, split, label, width, height, mode, len(data), "registered", None, run_id)
+
+
+def read_label_overrides(storage: Storage, key: str | None) -> dict[str, str]:
+    """``file,label`` rows of the labels CSV (file = the name as uploaded), lower-cased labels."""
+    if key is None:
+        return {}
+    rows = csv.DictReader(io.StringIO(storage.read(key).decode("utf-8-sig")))
+    if not rows.fieldnames or not {"file", "label"} <= set(rows.fieldnames):
+        raise ValueError(f"MRI_LABELS_CSV {key!r} needs the columns file,label; found {rows.fieldnames}")
+    return {posixpath.basename(row["file"]): row["label"].strip().lower() for row in rows}
+
+
+def registered_uris(db: RegistryDatabase, split: str) -> set[str]:
+    """The files of ``split`` already in the registry: a re-run reads only what is new."""
+    rows = db.fetch_all(f"SELECT uri FROM image_files WHERE split = {db.placeholder}", (split,))
+    return {uri for (uri,) in rows}
+
+
+def write_records(db: RegistryDatabase, records: list[ImageRecord], run_id: str) -> None:
+    """One transaction: new contents into `images`, every file into `image_files`. A batch is
+    all in or all out; re-running it, or running an overlapping batch concurrently, adds nothing."""
+    with db.transaction() as cursor:
+        db.insert_new_rows(cursor, "images", IMAGE_COLUMNS, "content_hash", [astuple(r) for r in records])
+        db.insert_new_rows(
+            cursor, "image_files", FILE_COLUMNS, "uri", [(r.uri, r.content_hash, r.split, run_id) for r in records]
+        )

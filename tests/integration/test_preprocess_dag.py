@@ -1,0 +1,178 @@
+"""The preprocess DAGs on DuckDB and on a real PostgreSQL: same files in, same registry out."""
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from airflow.utils.state import DagRunState
+from PIL import Image
+
+from include.config import settings
+from include.db import get_database
+from include.preprocess_dag import build_preprocess_dag
+from include.storage import get_storage
+
+
+def image_bytes(seed: int, mode: str = "L", size: int = 96, fmt: str = "JPEG") -> bytes:
+    rng = np.random.default_rng(seed)
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = rng.integers(0, 255, (size, size, channels), dtype=np.uint8).squeeze()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)  # the mode follows the array's shape
+    return buffer.getvalue()
+
+
+def png_16_bit(size: int = 96) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(size * size, dtype=np.uint16).reshape(size, size) * 7).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def decompression_bomb(side: int = 20_000) -> bytes:
+    """A valid PNG header claiming side x side pixels, with almost no data behind it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def registry(db_conn_id, tmp_path, monkeypatch):
+    """Settings pointing at the backend under test and a local store in the test's folder."""
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
+    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
+    monkeypatch.setenv("MRI_REGISTER_BATCH_SIZE", "4")
+    settings.cache_clear()
+    yield get_database(db_conn_id), get_storage()
+    settings.cache_clear()
+
+
+GOOD = {f"glioma ({i}).jpg": image_bytes(i) for i in range(1, 5)} | {
+    f"meningioma ({i}).jpg": image_bytes(100 + i) for i in range(1, 4)
+}
+
+
+def image_rows(db, split=None):
+    where = f" WHERE split = {db.placeholder}" if split else ""
+    rows = db.fetch_all(
+        "SELECT content_hash, uri, split, label, width, height, mode, bytes, status, reason FROM images" + where,
+        (split,) if split else None,
+    )
+    return sorted(rows)
+
+
+def test_registers_good_files_once_and_rerun_changes_nothing(registry):
+    db, storage = registry
+    for name, data in GOOD.items():
+        storage.write(f"raw/train/{name}", data)
+
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+    first = image_rows(db)
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+
+    assert image_rows(db) == first
+    assert len(first) == len(GOOD)
+    assert {(r[3], r[8]) for r in first} == {("glioma", "registered"), ("meningioma", "registered")}
+
+
+def write_bad_inputs(storage, root):
+    """Every kind of bad file the registry must survive, next to one good one."""
+    truncated = image_bytes(7)
+    files = {
+        "glioma (1).jpg": image_bytes(1),
+        "glioma (2).jpg": b"",
+        "glioma (3).jpg": truncated[: len(truncated) // 2],
+        "glioma (4).png": b"plain text pretending to be a PNG",
+        "glioma (5).png": png_16_bit(),
+        "meningioma (6).png": image_bytes(6, "RGBA", fmt="PNG"),
+        "meningioma (7).png": decompression_bomb(),
+        "glioma (8)'); DROP TABLE images;--.jpg": image_bytes(8),
+        "méningiome (9) 脑.jpg": image_bytes(9),
+        "meningioma (10).jpg": image_bytes(10, size=16),
+        "pituitary (11).jpg": image_bytes(11),
+        "scan_without_label.jpg": image_bytes(12),
+    }
+    for name, data in files.items():
+        storage.write(f"raw/train/{name}", data)
+    (root / "raw/train/x.jpg").mkdir()
+    (root / "raw/train/meningioma (13).jpg").symlink_to("/etc/passwd")
+    return files
+
+
+def test_every_bad_input_is_registered_or_quarantined_with_a_reason(registry, tmp_path):
+    db, storage = registry
+    write_bad_inputs(storage, tmp_path / "storage")
+
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+
+    rows = db.fetch_all("SELECT uri, status, reason, label, mode FROM images")
+    by_name = {uri.rsplit("/", 1)[1]: (status, reason, label, mode) for uri, status, reason, label, mode in rows}
+    assert by_name["glioma (1).jpg"] == ("registered", None, "glioma", "L")
+    assert by_name["glioma (2).jpg"][:2] == ("quarantined", "empty file (0 bytes)")
+    assert by_name["glioma (3).jpg"][1].startswith("cannot decode")
+    assert by_name["glioma (4).png"][1].startswith("cannot decode")
+    assert by_name["glioma (5).png"] == ("registered", None, "glioma", "I;16")
+    assert by_name["meningioma (6).png"] == ("registered", None, "meningioma", "RGBA")
+    assert by_name["meningioma (7).png"][1].startswith("decompression bomb: over MRI_MAX_IMAGE_PIXELS=16777216 (Image size (400000000 pixels)")
+    assert by_name["glioma (8)'); DROP TABLE images;--.jpg"] == ("registered", None, "glioma", "L")
+    assert by_name["méningiome (9) 脑.jpg"][1] == "unknown label 'méningiome'; MRI_LABELS is glioma,meningioma"
+    assert by_name["meningioma (10).jpg"][1] == "too small: 16x16, MRI_MIN_IMAGE_SIDE is 64"
+    assert by_name["pituitary (11).jpg"][1].startswith("unknown label 'pituitary'")
+    assert by_name["scan_without_label.jpg"][1].startswith("no label")
+    assert by_name["x.jpg"][:2] == ("quarantined", "a directory, not a file")
+    assert by_name["meningioma (13).jpg"][1].startswith("unreadable")
+    assert len(rows) == 14
+    [(files,)] = db.fetch_all("SELECT COUNT(*) FROM image_files")
+    assert files == 14
+
+
+def test_duckdb_and_postgres_build_identical_registries(duckdb_conn_id, postgres_conn_id, tmp_path, monkeypatch):
+    """The same files, the same DAG, one variable changed: the same rows (timestamps aside)."""
+    storage_root = tmp_path / "storage"
+    monkeypatch.setenv("MRI_STORAGE_ROOT", str(storage_root))
+    monkeypatch.setenv("MRI_REGISTER_BATCH_SIZE", "3")
+    registries = []
+    for conn_id in (duckdb_conn_id, postgres_conn_id):
+        monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", conn_id)
+        settings.cache_clear()
+        storage = get_storage()
+        if not storage.list("raw"):
+            write_bad_inputs(storage, storage_root)
+            for name, data in GOOD.items():
+                storage.write(f"raw/test/{name}", data)
+        for split in ("train", "test"):
+            assert build_preprocess_dag(split, "t").test().state == DagRunState.SUCCESS
+        registries.append((image_rows(get_database(conn_id)), get_database(conn_id).fetch_all(
+            "SELECT uri, content_hash, split FROM image_files ORDER BY uri")))
+    settings.cache_clear()
+
+    (duck_images, duck_files), (pg_images, pg_files) = registries
+    assert set(duck_images) ^ set(pg_images) == set()
+    assert set(duck_files) ^ set(pg_files) == set()
+    assert duck_images == pg_images and duck_files == pg_files  # and in the same order
+    # test/glioma (1).jpg has the bytes of train/glioma (1).jpg: one content, two files, leaked.
+    assert len(duck_images) == 14 + len(GOOD) - 1
+    assert len(duck_files) == 14 + len(GOOD)
+
+
+def test_content_in_both_splits_is_flagged_as_leakage(registry):
+    db, storage = registry
+    storage.write("raw/train/glioma (1).jpg", image_bytes(1))
+    storage.write("raw/test/glioma (77).jpg", image_bytes(1))  # the same scan, renamed
+
+    for split in ("train", "test"):
+        assert build_preprocess_dag(split, "t").test().state == DagRunState.SUCCESS
+
+    [(content_hash, splits, files)] = db.fetch_all("SELECT content_hash, splits, files FROM leaked_images")
+    assert (splits, files) == (2, 2)
+    assert db.fetch_all("SELECT split FROM images") == [("train",)]  # counted once, where first seen
+
+
+def test_every_registry_task_runs_in_the_db_pool_and_only_those():
+    dag = build_preprocess_dag("train", "t")
+    pools = {t.task_id: t.pool for t in dag.tasks}
+    outside = {"list_raw_files", "ensure_db_pool"}
+    assert {tid for tid, pool in pools.items() if pool != settings().db_pool} == outside
