@@ -44,8 +44,15 @@ class PostgresServer:
         self.pg_ctl("stop", "-m", "fast", "-w")
 
     def start(self) -> None:
-        self.pg_ctl(
-            "start",
+        self.pg_ctl("start", *self._server_args())
+
+    def restart(self) -> None:
+        """Stop (fast: open transactions are aborted) and start again on the same port."""
+        self.pg_ctl("restart", "-m", "fast", *self._server_args())
+
+    def _server_args(self) -> tuple[str, ...]:
+        # -l: the server logs to a file, never to our pipes (which would never reach EOF).
+        return (
             "-w",
             "-l",
             str(self.data_dir / "server.log"),

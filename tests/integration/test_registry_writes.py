@@ -1,0 +1,115 @@
+"""The registry's write path under real concurrency and a real server restart (PostgreSQL 15)."""
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from include.db import DatabaseUnavailableError, get_database
+from include.db.migrations import apply_migrations
+from include.registry import ImageRecord, write_records
+
+
+def records(start: int, stop: int, split: str = "train") -> list[ImageRecord]:
+    return [
+        ImageRecord(f"{i:064x}", f"s3://bucket/raw/{split}/glioma ({i}).jpg", split, "glioma", 256, 256, "L",
+                    20_000 + i, "registered", None, "run-1")
+        for i in range(start, stop)
+    ]
+
+
+def count(db, table="images") -> int:
+    [(n,)] = db.fetch_all(f"SELECT COUNT(*) FROM {table}")
+    return n
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) spans that were open at the same moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def _writer(conn_id, start, stop, barrier, times):
+    barrier.wait()  # all writers begin together
+    began = time.monotonic()
+    write_records(get_database(conn_id), records(start, stop), "run-1")
+    times.put((began, time.monotonic()))
+
+
+def test_sixteen_concurrent_writers_with_overlapping_batches_lose_and_duplicate_nothing(postgres_conn_id):
+    db = get_database(postgres_conn_id)
+    apply_migrations(db)
+    writers, batch, step = 16, 2_000, 1_600  # each batch shares 400 files with the next
+    context = multiprocessing.get_context("fork")
+    barrier, times = context.Barrier(writers), context.Queue()
+    processes = [
+        context.Process(target=_writer, args=(postgres_conn_id, i * step, i * step + batch, barrier, times))
+        for i in range(writers)
+    ]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=120)
+
+    assert [p.exitcode for p in processes] == [0] * writers
+    spans = [times.get() for _ in range(writers)]
+    assert most_at_once(spans) >= 2, "the writers ran one after another"
+    expected = (writers - 1) * step + batch
+    assert count(db) == expected and count(db, "image_files") == expected
+    [(distinct,)] = db.fetch_all("SELECT COUNT(DISTINCT content_hash) FROM images")
+    assert distinct == expected
+
+
+def test_writing_a_batch_twice_adds_nothing(db_conn_id):
+    db = get_database(db_conn_id)
+    apply_migrations(db)
+    write_records(db, records(0, 50), "run-1")
+    write_records(db, records(0, 50) + records(0, 50), "run-2")
+    assert count(db) == 50 and count(db, "image_files") == 50
+
+
+def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_completes_it(
+    postgres_server, postgres_conn_id
+):
+    db = get_database(postgres_conn_id)
+    apply_migrations(db)
+    batch = records(0, 40_000)
+    restarted = threading.Event()
+
+    def restart_when_the_batch_is_in_flight():
+        watcher = get_database(postgres_conn_id)
+        while not restarted.is_set():
+            active = watcher.fetch_all(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%staged_images%'"
+            )
+            if active[0][0]:
+                postgres_server.restart()
+                restarted.set()
+            time.sleep(0.005)
+
+    restarter = threading.Thread(target=restart_when_the_batch_is_in_flight, daemon=True)
+    restarter.start()
+    failures = 0
+    for attempt in range(20):  # what Airflow's task retries do
+        try:
+            write_records(db, batch, "run-1")
+            break
+        except Exception:
+            failures += 1
+            restarted.wait(timeout=30)
+            while True:  # the server is back when it answers
+                try:
+                    rows_after_failure = count(db)
+                    break
+                except DatabaseUnavailableError:
+                    time.sleep(0.2)
+            assert rows_after_failure == 0, "a failed batch left part of its rows"
+    restarted.set()
+
+    assert failures >= 1, "the restart did not hit the batch in flight"
+    assert count(db) == len(batch) and count(db, "image_files") == len(batch)
