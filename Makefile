@@ -25,7 +25,7 @@ export PYTHONPATH := $(PROJECT)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db migrate phantom demo test lint clean
+.PHONY: help install lock airflow-db migrate phantom demo test bench lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -55,6 +55,9 @@ demo: migrate  ## run the pipeline on the embedded defaults
 
 test: install  ## run the test suite (starts its own PostgreSQL and S3 endpoint)
 	$(BIN)/python -m pytest tests
+
+bench: install  ## registry write throughput on Postgres and DuckDB (prints a Markdown table)
+	$(BIN)/python -m benchmarks.registry_writes
 
 lint:  ## check the Dockerfile and the Python files
 	$(BIN)/python -m pytest tests/unit/test_dockerfile.py -q

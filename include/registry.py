@@ -12,7 +12,8 @@ import logging
 import posixpath
 import re
 import warnings
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 LABEL_IN_NAME = re.compile(r"^(?P<label>[^()]+?) \(\d+\)", flags=re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class ImageRecord:
-    """One file's row in `images` (field order = column order)."""
+class ImageRecord(NamedTuple):
+    """One file's row in `images` (field order = column order). A tuple, so it goes to the bulk
+    path as is."""
 
     content_hash: str
     uri: str
@@ -42,7 +43,7 @@ class ImageRecord:
     first_seen_run_id: str
 
 
-IMAGE_COLUMNS = tuple(f.name for f in fields(ImageRecord))
+IMAGE_COLUMNS = ImageRecord._fields
 FILE_COLUMNS = ("uri", "content_hash", "split", "run_id")
 
 
@@ -133,7 +134,7 @@ def write_records(db: RegistryDatabase, records: list[ImageRecord], run_id: str)
     """One transaction: new contents into `images`, every file into `image_files`. A batch is
     all in or all out; re-running it, or running an overlapping batch concurrently, adds nothing."""
     with db.transaction() as cursor:
-        db.insert_new_rows(cursor, "images", IMAGE_COLUMNS, "content_hash", [astuple(r) for r in records])
+        db.insert_new_rows(cursor, "images", IMAGE_COLUMNS, "content_hash", records)
         db.insert_new_rows(
             cursor, "image_files", FILE_COLUMNS, "uri", [(r.uri, r.content_hash, r.split, run_id) for r in records]
         )

@@ -86,7 +86,13 @@ class RegistryDatabase(ABC):
             first_per_key.setdefault(row[key_index], row)
         if not first_per_key:
             return
-        staged = self._stage(cursor, table, columns, list(first_per_key.values()))
+        self._insert_unique_rows(cursor, table, columns, key, list(first_per_key.values()))
+
+    def _insert_unique_rows(
+        self, cursor: Any, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Stage the rows, then insert those whose key is new. Backends may add a faster path."""
+        staged = self._stage(cursor, table, columns, rows)
         names = ", ".join(columns)
         cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING")
 

@@ -42,12 +42,30 @@ class PostgresDatabase(RegistryDatabase):
         # Released at commit/rollback; a second runner waits, then sees the versions already applied.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
 
-    def _stage(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-        # COPY into a temp table is Postgres' fastest load; each writer has its own, so
-        # concurrent writers only meet at the ON CONFLICT of the final INSERT.
-        name = f"staged_{table}"
-        names = ", ".join(columns)
-        cursor.execute(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA")
+    def _copy(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         buffer = io.StringIO("".join("\t".join(map(copy_text_field, row)) + "\n" for row in rows))
-        cursor.copy_expert(f"COPY {name} ({names}) FROM STDIN", buffer)
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+
+    def _insert_unique_rows(
+        self, cursor: Any, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        import psycopg2.errors
+
+        # New files are the common case: COPY straight into the table. If any key exists
+        # (a re-run, an overlapping batch, a concurrent writer that got there first), the
+        # savepoint undoes the COPY and the staged ON CONFLICT path inserts only what is new.
+        cursor.execute("SAVEPOINT direct_copy")
+        try:
+            self._copy(cursor, table, columns, rows)
+        except psycopg2.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT direct_copy")
+            super()._insert_unique_rows(cursor, table, columns, key, rows)
+        else:
+            cursor.execute("RELEASE SAVEPOINT direct_copy")
+
+    def _stage(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        # Each writer has its own temp table, so concurrent writers only meet at ON CONFLICT.
+        name = f"staged_{table}"
+        cursor.execute(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
+        self._copy(cursor, name, columns, rows)
         return name

@@ -1,0 +1,158 @@
+"""Registry write throughput: the mapped writer tasks' path on Postgres (1-8 writers) and on DuckDB
+through its 1-slot pool, against a raw psycopg2 COPY of the same rows. Prints a Markdown table.
+
+    make bench    # or: python -m benchmarks.registry_writes --rows 100000
+
+Each writer is its own process and writes its share in batches of MRI_REGISTER_BATCH_SIZE rows,
+one transaction and one connection per batch, exactly as a mapped `register_batch` task does
+(its scheduling by Airflow is not measured). The Astro SDK row measures the alternative the
+registry did not take: DataFrame -> temp table -> `merge_table` per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_records(start: int, stop: int):
+    from include.registry import ImageRecord
+
+    return [
+        ImageRecord(f"{i:064x}", f"s3://bucket/raw/train/glioma ({i}).jpg", "train", "glioma", 256, 256, "L",
+                    20_000 + i, "registered", None, "bench")
+        for i in range(start, stop)
+    ]
+
+
+def fresh_database(conn_id: str):
+    from include.db import get_database
+    from include.db.migrations import apply_migrations
+
+    db = get_database(conn_id)
+    apply_migrations(db)
+    with db.transaction() as cursor:
+        cursor.execute("DELETE FROM image_files")
+        cursor.execute("DELETE FROM images")
+    return db
+
+
+def _write_share(conn_id: str, shares: list[tuple[int, int]], batch: int, barrier) -> None:
+    from include.db import get_database
+    from include.registry import write_records
+
+    barrier.wait()
+    for start, stop in shares:
+        for first in range(start, stop, batch):
+            write_records(get_database(conn_id), synthetic_records(first, min(first + batch, stop)), "bench")
+
+
+def registry_path(conn_id: str, rows: int, writers: int, batch: int) -> float:
+    """Rows per second of ``writers`` processes writing ``rows`` through `write_records`."""
+    db = fresh_database(conn_id)
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(writers + 1)
+    per_writer = -(-rows // writers)
+    processes = [
+        context.Process(target=_write_share, args=(conn_id, [(w * per_writer, min(rows, (w + 1) * per_writer))], batch, barrier))
+        for w in range(writers)
+    ]
+    for p in processes:
+        p.start()
+    barrier.wait()
+    began = time.perf_counter()
+    for p in processes:
+        p.join()
+    seconds = time.perf_counter() - began
+    assert all(p.exitcode == 0 for p in processes)
+    [(count,)] = db.fetch_all("SELECT COUNT(*) FROM images")
+    assert count == rows, f"wrote {count} of {rows} rows"
+    return rows / seconds
+
+
+def raw_copy(url: str, rows: int) -> float:
+    """Rows per second of plain psycopg2 COPYs of the same rows into empty copies of `images` and
+    `image_files` (indexes included), one connection, one transaction: the ceiling for this data."""
+    import psycopg2
+
+    from include.db.postgres import copy_text_field
+    from include.registry import FILE_COLUMNS, IMAGE_COLUMNS
+
+    records = synthetic_records(0, rows)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        for table in ("images", "image_files"):
+            cur.execute(f"DROP TABLE IF EXISTS reference_{table}; CREATE TABLE reference_{table} (LIKE {table} INCLUDING ALL)")
+        began = time.perf_counter()
+        for table, columns, values in (
+            ("images", IMAGE_COLUMNS, records),
+            ("image_files", FILE_COLUMNS, [(r.uri, r.content_hash, r.split, "bench") for r in records]),
+        ):
+            text = "".join("\t".join(map(copy_text_field, row)) + "\n" for row in values)
+            cur.copy_expert(f"COPY reference_{table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+        conn.commit()
+        return rows / (time.perf_counter() - began)
+
+
+def astro_merge_path(conn_id: str, rows: int, batch: int) -> float:
+    """Rows per second of the Astro SDK way, one writer: per batch a DataFrame loaded into a temp
+    table (Postgres: COPY; DuckDB: pandas to_sql) and `merge_table` into `images`."""
+    import pandas as pd
+    from astro.databases import create_database
+    from astro.table import Table
+
+    from include.registry import IMAGE_COLUMNS
+
+    fresh_database(conn_id)
+    began = time.perf_counter()
+    for first in range(0, rows, batch):
+        database = create_database(conn_id)
+        frame = pd.DataFrame(synthetic_records(first, min(first + batch, rows)), columns=IMAGE_COLUMNS)
+        staged = Table(conn_id=conn_id)
+        database.load_pandas_dataframe_to_table(frame, staged)
+        database.merge_table(staged, Table(name="images", conn_id=conn_id), {c: c for c in IMAGE_COLUMNS}, ["content_hash"], "ignore")
+        database.drop_table(staged)
+    return rows / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--astro-rows", type=int, default=20_000, help="rows for the slower Astro SDK path")
+    args = parser.parse_args()
+
+    from tests.support.postgres import running_postgres
+
+    with running_postgres() as server, tempfile.TemporaryDirectory() as tmp:
+        os.environ["AIRFLOW_CONN_BENCH_PG"] = server.airflow_conn()
+        os.environ["AIRFLOW_CONN_BENCH_DUCKDB"] = f'{{"conn_type": "duckdb", "host": "{tmp}/bench.duckdb"}}'
+        results: list[tuple[str, float]] = []
+        fresh_database("bench_pg")
+        reference = raw_copy(server.url, args.rows)
+        results.append(("raw psycopg2 COPY into both tables, 1 transaction (reference)", reference))
+        for writers in (1, 2, 4, 8):
+            results.append((f"Postgres, registry path, {writers} writer(s)", registry_path("bench_pg", args.rows, writers, args.batch)))
+        duckdb_pool = registry_path("bench_duckdb", args.rows, 1, args.batch)
+        results.append(("DuckDB, registry path, 1-slot pool", duckdb_pool))
+        results.append(("Postgres, Astro SDK dataframe + merge, 1 writer", astro_merge_path("bench_pg", args.astro_rows, args.batch)))
+        results.append(("DuckDB, Astro SDK dataframe + merge, 1 writer", astro_merge_path("bench_duckdb", args.astro_rows, args.batch)))
+
+    best_pg = max(rate for name, rate in results if name.startswith("Postgres, registry"))
+    print(f"\n{args.rows:,} rows, batches of {args.batch} (Astro SDK rows: {args.astro_rows:,}), {os.cpu_count()} CPUs\n")
+    print("| write path | rows/s | × raw COPY | × DuckDB pool |")
+    print("|---|---:|---:|---:|")
+    for name, rate in results:
+        print(f"| {name} | {rate:,.0f} | {rate / reference:.2f} | {rate / duckdb_pool:.2f} |")
+    print(f"\nBest Postgres registry path: {best_pg / reference:.2f} × raw COPY (goal ≥ 0.5), "
+          f"{best_pg / duckdb_pool:.2f} × DuckDB pool (goal ≥ 3).")
+
+
+if __name__ == "__main__":
+    main()
