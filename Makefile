@@ -21,6 +21,7 @@ export AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS := False
 # Astro SDK 1.9 passes Table/File objects through XCom; glob patterns, not regexes.
 export AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES := airflow.* astro.*
 export PYTHONPATH := $(PROJECT)
+export PATH := $(BIN):$(PATH)
 # The registry: DuckDB file by default. Set AIRFLOW_VAR_MRI_DB_CONN_ID=mri_pg to use Postgres.
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
@@ -50,17 +51,20 @@ migrate: airflow-db  ## apply migrations/ to the registry and size its pool
 phantom: install  ## generate the phantom MRI data set into data/phantom (330 per class, seed 0)
 	$(BIN)/python -m include.phantom --out $(PROJECT)/data/phantom --per-class 330 --seed 0
 
-demo: migrate  ## run the pipeline on the embedded defaults
-	$(BIN)/airflow dags test registry_setup
+demo: migrate  ## run the pipeline on the embedded defaults (real scheduler + triggerer)
+	$(BIN)/python -m include.demo
 
 test: install  ## run the test suite (starts its own PostgreSQL and S3 endpoint)
 	$(BIN)/python -m pytest tests
 
-bench: install  ## registry write throughput on Postgres and DuckDB (prints a Markdown table)
+bench: install  ## registry write throughput, and where the preprocess DAG's time goes (Markdown tables)
 	$(BIN)/python -m benchmarks.registry_writes
+	$(BIN)/python -m benchmarks.preprocess_stages
 
-lint:  ## check the Dockerfile and the Python files
-	$(BIN)/python -m pytest tests/unit/test_dockerfile.py -q
+lint: install  ## ruff (lint + format) and hadolint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 clean:  ## remove the local Airflow home and data (keeps .venv)
 	rm -rf $(AIRFLOW_HOME) $(PROJECT)/data

@@ -26,8 +26,19 @@ def synthetic_records(start: int, stop: int):
     from include.registry import ImageRecord
 
     return [
-        ImageRecord(f"{i:064x}", f"s3://bucket/raw/train/glioma ({i}).jpg", "train", "glioma", 256, 256, "L",
-                    20_000 + i, "registered", None, "bench")
+        ImageRecord(
+            f"{i:064x}",
+            f"s3://bucket/raw/train/glioma ({i}).jpg",
+            "train",
+            "glioma",
+            256,
+            256,
+            "L",
+            20_000 + i,
+            "registered",
+            None,
+            "bench",
+        )
         for i in range(start, stop)
     ]
 
@@ -61,7 +72,9 @@ def registry_path(conn_id: str, rows: int, writers: int, batch: int) -> float:
     barrier = context.Barrier(writers + 1)
     per_writer = -(-rows // writers)
     processes = [
-        context.Process(target=_write_share, args=(conn_id, [(w * per_writer, min(rows, (w + 1) * per_writer))], batch, barrier))
+        context.Process(
+            target=_write_share, args=(conn_id, [(w * per_writer, min(rows, (w + 1) * per_writer))], batch, barrier)
+        )
         for w in range(writers)
     ]
     for p in processes:
@@ -88,7 +101,9 @@ def raw_copy(url: str, rows: int) -> float:
     records = synthetic_records(0, rows)
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         for table in ("images", "image_files"):
-            cur.execute(f"DROP TABLE IF EXISTS reference_{table}; CREATE TABLE reference_{table} (LIKE {table} INCLUDING ALL)")
+            cur.execute(
+                f"DROP TABLE IF EXISTS reference_{table}; CREATE TABLE reference_{table} (LIKE {table} INCLUDING ALL)"
+            )
         began = time.perf_counter()
         for table, columns, values in (
             ("images", IMAGE_COLUMNS, records),
@@ -116,7 +131,9 @@ def astro_merge_path(conn_id: str, rows: int, batch: int) -> float:
         frame = pd.DataFrame(synthetic_records(first, min(first + batch, rows)), columns=IMAGE_COLUMNS)
         staged = Table(conn_id=conn_id)
         database.load_pandas_dataframe_to_table(frame, staged)
-        database.merge_table(staged, Table(name="images", conn_id=conn_id), {c: c for c in IMAGE_COLUMNS}, ["content_hash"], "ignore")
+        database.merge_table(
+            staged, Table(name="images", conn_id=conn_id), {c: c for c in IMAGE_COLUMNS}, ["content_hash"], "ignore"
+        )
         database.drop_table(staged)
     return rows / (time.perf_counter() - began)
 
@@ -138,20 +155,39 @@ def main() -> None:
         reference = raw_copy(server.url, args.rows)
         results.append(("raw psycopg2 COPY into both tables, 1 transaction (reference)", reference))
         for writers in (1, 2, 4, 8):
-            results.append((f"Postgres, registry path, {writers} writer(s)", registry_path("bench_pg", args.rows, writers, args.batch)))
+            results.append(
+                (
+                    f"Postgres, registry path, {writers} writer(s)",
+                    registry_path("bench_pg", args.rows, writers, args.batch),
+                )
+            )
         duckdb_pool = registry_path("bench_duckdb", args.rows, 1, args.batch)
         results.append(("DuckDB, registry path, 1-slot pool", duckdb_pool))
-        results.append(("Postgres, Astro SDK dataframe + merge, 1 writer", astro_merge_path("bench_pg", args.astro_rows, args.batch)))
-        results.append(("DuckDB, Astro SDK dataframe + merge, 1 writer", astro_merge_path("bench_duckdb", args.astro_rows, args.batch)))
+        results.append(
+            (
+                "Postgres, Astro SDK dataframe + merge, 1 writer",
+                astro_merge_path("bench_pg", args.astro_rows, args.batch),
+            )
+        )
+        results.append(
+            (
+                "DuckDB, Astro SDK dataframe + merge, 1 writer",
+                astro_merge_path("bench_duckdb", args.astro_rows, args.batch),
+            )
+        )
 
     best_pg = max(rate for name, rate in results if name.startswith("Postgres, registry"))
-    print(f"\n{args.rows:,} rows, batches of {args.batch} (Astro SDK rows: {args.astro_rows:,}), {os.cpu_count()} CPUs\n")
+    print(
+        f"\n{args.rows:,} rows, batches of {args.batch} (Astro SDK rows: {args.astro_rows:,}), {os.cpu_count()} CPUs\n"
+    )
     print("| write path | rows/s | × raw COPY | × DuckDB pool |")
     print("|---|---:|---:|---:|")
     for name, rate in results:
         print(f"| {name} | {rate:,.0f} | {rate / reference:.2f} | {rate / duckdb_pool:.2f} |")
-    print(f"\nBest Postgres registry path: {best_pg / reference:.2f} × raw COPY (goal ≥ 0.5), "
-          f"{best_pg / duckdb_pool:.2f} × DuckDB pool (goal ≥ 3).")
+    print(
+        f"\nBest Postgres registry path: {best_pg / reference:.2f} × raw COPY (goal ≥ 0.5), "
+        f"{best_pg / duckdb_pool:.2f} × DuckDB pool (goal ≥ 3)."
+    )
 
 
 if __name__ == "__main__":

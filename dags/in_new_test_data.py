@@ -6,6 +6,8 @@ Continuous: a deferrable sensor waits for files in `landing/test/` of the image 
 moment to `raw/test/` in mapped batches of `MRI_MOVE_BATCH_SIZE`. Non-images go to
 `quarantine/test/` with a reason; every file's outcome is written to
 `ingest_log/test/<run>/`. Emits the `raw/test` Dataset the preprocess DAG listens to.
+
+The DAG is built by a shared factory in `include/`, one Airflow DAG per split.
 """
 
 from include.ingestion_dag import build_ingestion_dag

@@ -7,6 +7,8 @@ Runs when `in_new_test_data` moved files to `raw/test/`. Lists them with the Ast
 quarantined with its reason, and each batch is written in one transaction to the registry behind
 `MRI_DB_CONN_ID` (DuckDB or Postgres). An `aql.transform` summary follows; the `images/test`
 Dataset is emitted only after every batch has committed.
+
+The DAG is built by a shared factory in `include/`, one Airflow DAG per split.
 """
 
 from include.preprocess_dag import build_preprocess_dag

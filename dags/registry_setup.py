@@ -9,18 +9,18 @@ this DAG is only needed to prepare a new database by hand, e.g. after pointing
 
 from __future__ import annotations
 
-import pendulum
 from airflow.decorators import dag
 
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
 
 
 @dag(
     schedule=None,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
-    default_args={"owner": "mri-platform", "retries": 2},
+    default_args=DEFAULT_ARGS,
     tags=["mri", "registry", "setup"],
 )
 def registry_setup():

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import timedelta
 
-import pendulum
 from airflow.decorators import dag, task
 from airflow.exceptions import AirflowSkipException
 from airflow.models.dag import DAG
 
 from include.config import settings
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import RAW
 from include.ingestion import batches, ingest_file, landing_prefix, write_outcome_log
 from include.storage import get_storage
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ARGS = {
-    "owner": "mri-platform",
-    # An unreachable store is retried; every attempt resumes from what is still in landing.
-    "retries": 3,
-    "retry_delay": timedelta(seconds=15),
-}
 
 
 def build_ingestion_dag(split: str, doc_md: str) -> DAG:
@@ -38,7 +30,7 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
         dag_id=f"in_new_{split}_data",
         schedule="@continuous",
         max_active_runs=1,
-        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        start_date=START_DATE,
         catchup=False,
         doc_md=doc_md,
         default_args=DEFAULT_ARGS,
@@ -57,7 +49,7 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
             log.info("%s files in landing/%s, %s per batch", len(keys), split, cfg.move_batch_size)
             return batches(keys, cfg.move_batch_size)
 
-        @task(map_index_template="{{ task.op_kwargs['keys'][0] | default('') }}")
+        @task(map_index_template="{{ task.op_kwargs['keys'][0] | default('') }}", multiple_outputs=False)
         def move_batch(keys: list[str], **context) -> dict:
             storage = get_storage()
             outcomes = [ingest_file(storage, key, split) for key in keys]
@@ -70,7 +62,7 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
                 "log": storage.uri(log_key),
             }
 
-        @task(outlets=[RAW[split]])
+        @task(outlets=[RAW[split]], multiple_outputs=False)
         def summarize(results: list[dict]) -> dict:
             """Emit raw/<split> only if something new reached raw/."""
             counts: Counter = Counter()

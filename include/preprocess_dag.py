@@ -4,29 +4,21 @@
 # to turn the summary table into a DataFrame.
 import logging
 from collections import Counter
-from datetime import timedelta
 
 import pandas as pd
-import pendulum
 from airflow.decorators import dag, task
 from airflow.models.dag import DAG
 from astro import sql as aql
 from astro.files import File, get_file_list
 
 from include.config import SQL_DIR, settings
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import IMAGES, RAW
 from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
 from include.ingestion import batches
 from include.storage import get_storage
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ARGS = {
-    "owner": "mri-platform",
-    # A restarted database or store is retried; a batch is one transaction, so a retry redoes it whole.
-    "retries": 3,
-    "retry_delay": timedelta(seconds=15),
-}
 
 
 def build_preprocess_dag(split: str, doc_md: str) -> DAG:
@@ -43,7 +35,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
         dag_id=f"preprocess_{split}_data",
         schedule=[RAW[split]],
         max_active_runs=1,
-        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        start_date=START_DATE,
         catchup=False,
         doc_md=doc_md,
         default_args=DEFAULT_ARGS,
@@ -65,7 +57,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             log.info("%s files in raw/%s, %s new, %s per batch", len(files), split, len(new), cfg.register_batch_size)
             return batches(new, cfg.register_batch_size)
 
-        @task(map_index_template="{{ task.op_kwargs['uris'][0] | default('') }}", **in_db_pool)
+        @task(map_index_template="{{ task.op_kwargs['uris'][0] | default('') }}", multiple_outputs=False, **in_db_pool)
         def register_batch(uris: list[str], **context) -> dict:
             from include.db import get_database
             from include.registry import Limits, fingerprint, read_label_overrides, write_records
@@ -79,15 +71,12 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             log.info("Registered a batch of %s: %s", len(records), dict(counts))
             return {"counts": dict(counts), "quarantined": {r.uri: r.reason for r in records if r.reason}}
 
-        summary_table = aql.transform_file(
-            task_id="summarize_registry",
-            file_path=str(SQL_DIR / "registry_summary.sql"),
-            parameters={"split": split},
-            conn_id=cfg.db_conn_id,
-            **in_db_pool,
-        )
+        @aql.transform(conn_id=cfg.db_conn_id, **in_db_pool)
+        def summarize_registry(split: str):
+            """The SQL file's {{ split }} is bound to the argument by the Astro SDK, not pasted in."""
+            return (SQL_DIR / "registry_summary.sql").read_text()
 
-        @aql.dataframe(outlets=[IMAGES[split]], **in_db_pool)
+        @aql.dataframe(outlets=[IMAGES[split]], multiple_outputs=False, **in_db_pool)
         def publish_summary(summary: pd.DataFrame) -> dict:
             """Runs after every batch committed: the Dataset tells the quality gate rows are there."""
             counts = {f"{row.status}/{row.label}": int(row.images) for row in summary.itertuples()}
@@ -98,6 +87,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
         planned = plan_batches(raw_files)
         schema_ready >> planned
         registered = register_batch.expand(uris=planned)
+        summary_table = summarize_registry(split)
         registered >> summary_table
         published = publish_summary(summary_table)
         # A teardown drops exactly the summary's temp table, right away (no waiting, no retries

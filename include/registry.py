@@ -94,13 +94,21 @@ def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
 
 
 def fingerprint(
-    storage: Storage, uri: str, split: str, run_id: str, labels: tuple[str, ...], overrides: dict[str, str], limits: Limits
+    storage: Storage,
+    uri: str,
+    split: str,
+    run_id: str,
+    labels: tuple[str, ...],
+    overrides: dict[str, str],
+    limits: Limits,
 ) -> ImageRecord:
     """Read one file and return its row: registered, or quarantined with the reason."""
     try:
         data = storage.read(storage.key(uri))
     except OSError as err:  # a directory, a symlink (refused, never followed), no permission
-        reason = "a directory, not a file" if isinstance(err, IsADirectoryError) else f"unreadable: {err.strerror or err}"
+        reason = (
+            "a directory, not a file" if isinstance(err, IsADirectoryError) else f"unreadable: {err.strerror or err}"
+        )
         # No bytes to key by: the uri keys it, so two unreadable files never share a row.
         unread_key = hashlib.sha256(f"unreadable:{uri}".encode()).hexdigest()
         return ImageRecord(unread_key, uri, split, None, None, None, None, 0, "quarantined", reason, run_id)
@@ -110,7 +118,9 @@ def fingerprint(
         label = label_of(posixpath.basename(uri), labels, overrides)
         width, height, mode = inspect_image(data, limits)
     except Quarantine as why:
-        return ImageRecord(content_hash, uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id)
+        return ImageRecord(
+            content_hash, uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id
+        )
     return ImageRecord(content_hash, uri, split, label, width, height, mode, len(data), "registered", None, run_id)
 
 

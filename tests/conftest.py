@@ -103,8 +103,11 @@ def s3_root(s3_relay: Relay, monkeypatch: pytest.MonkeyPatch) -> str:
 
     bucket = f"mri-{os.urandom(4).hex()}"
     boto3.client(
-        "s3", endpoint_url=s3_relay.url, region_name="us-east-1",
-        aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_KEY,
+        "s3",
+        endpoint_url=s3_relay.url,
+        region_name="us-east-1",
+        aws_access_key_id=MOTO_KEY,
+        aws_secret_access_key=MOTO_KEY,
     ).create_bucket(Bucket=bucket)
     extra = f'"endpoint_url": "{s3_relay.url}", "region_name": "us-east-1"'
     monkeypatch.setenv(

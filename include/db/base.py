@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from airflow.models.connection import Connection
 
-
 # Table and column names come from code constants, never from data; this is the check that they do.
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -96,7 +95,7 @@ class RegistryDatabase(ABC):
         names = ", ".join(columns)
         cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING")
 
-    def lock_for_migrations(self, cursor: Any) -> None:
+    def lock_for_migrations(self, cursor: Any) -> None:  # noqa: B027 (an optional hook, empty on purpose)
         """Keep concurrent migration runners apart; nothing to do where the pool already does."""
 
     @contextmanager

@@ -21,7 +21,7 @@ class DuckDBDatabase(RegistryDatabase):
         if not self.connection.host:
             raise ValueError(
                 f"Connection {self.conn_id!r} (duckdb) has no host; set host to the database file path, "
-                "e.g. AIRFLOW_CONN_MRI_DB='{\"conn_type\": \"duckdb\", \"host\": \"/abs/path/mri.duckdb\"}'."
+                'e.g. AIRFLOW_CONN_MRI_DB=\'{"conn_type": "duckdb", "host": "/abs/path/mri.duckdb"}\'.'
             )
         return self.connection.host
 

@@ -54,7 +54,9 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in sorted(directory.glob("*.sql")):
         match = FILE_NAME.match(path.name)
         if not match:
-            raise MigrationError(f"{path.name}: migration files are named NNNN_<lowercase_words>.sql, e.g. 0002_add_x.sql")
+            raise MigrationError(
+                f"{path.name}: migration files are named NNNN_<lowercase_words>.sql, e.g. 0002_add_x.sql"
+            )
         migrations.append(Migration(int(match[1]), match[2], path.read_text()))
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
@@ -73,7 +75,9 @@ def apply_migrations(db: RegistryDatabase, directory: Path = MIGRATIONS_DIR) -> 
         with db.transaction() as cursor:
             db.lock_for_migrations(cursor)
             cursor.execute(VERSION_TABLE_DDL)
-            cursor.execute(f"SELECT checksum FROM schema_migrations WHERE version = {db.placeholder}", (migration.version,))
+            cursor.execute(
+                f"SELECT checksum FROM schema_migrations WHERE version = {db.placeholder}", (migration.version,)
+            )
             row = cursor.fetchone()
             if row is not None:
                 if row[0] != migration.checksum:

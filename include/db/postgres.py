@@ -66,6 +66,8 @@ class PostgresDatabase(RegistryDatabase):
     def _stage(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         # Each writer has its own temp table, so concurrent writers only meet at ON CONFLICT.
         name = f"staged_{table}"
-        cursor.execute(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
+        cursor.execute(
+            f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
+        )
         self._copy(cursor, name, columns, rows)
         return name

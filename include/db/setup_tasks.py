@@ -34,7 +34,7 @@ def size_pool(db: RegistryDatabase, pool_name: str) -> None:
     log.info("Pool %s has %s slots for %r", pool_name, db.pool_slots, db)
 
 
-@task
+@task(multiple_outputs=False)
 def ensure_db_pool() -> dict:
     """Create or resize the registry pool: 1 slot for an embedded file, many for a server."""
     db = get_database()

@@ -17,9 +17,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = PhantomConfig()
     parser = argparse.ArgumentParser(prog="python -m include.phantom", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="dataset root (train/, test/, manifest.csv)")
-    parser.add_argument(
-        "--per-class", type=int, default=defaults.per_class, help="images per class, both splits"
-    )
+    parser.add_argument("--per-class", type=int, default=defaults.per_class, help="images per class, both splits")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="master seed")
     parser.add_argument("--format", choices=IMAGE_FORMATS, default=defaults.image_format, help="file format")
     parser.add_argument("--difficulty", type=float, default=defaults.difficulty, help="0 = easy .. 1 = hard")

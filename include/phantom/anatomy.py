@@ -46,8 +46,19 @@ _FALX_ARCH_HEIGHT_MM = 50.0
 # subcutaneous fat, skin. Depths are scaled per direction (the skull is thicker front and back).
 _SHELL_DEPTHS_MM = (0.0, 1.2, 1.7, 4.0, 4.5, 5.6, 6.1, 6.9, 7.4, 10.4, 10.9, 11.8, 12.4)
 _SHELL_TISSUES = (
-    "bone", "bone", "marrow", "marrow", "bone", "bone", "galea",
-    "galea", "fat", "fat", "skin", "skin", "background",
+    "bone",
+    "bone",
+    "marrow",
+    "marrow",
+    "bone",
+    "bone",
+    "galea",
+    "galea",
+    "fat",
+    "fat",
+    "skin",
+    "skin",
+    "background",
 )
 
 
@@ -317,9 +328,7 @@ def render_intracranial(anatomy: SliceAnatomy, contrast: TissueContrast) -> np.n
     return contrast.csf * anatomy.csf + contrast.grey * anatomy.grey + contrast.white * anatomy.white
 
 
-def compose_head(
-    anatomy: SliceAnatomy, intracranial_signal: np.ndarray, contrast: TissueContrast
-) -> np.ndarray:
+def compose_head(anatomy: SliceAnatomy, intracranial_signal: np.ndarray, contrast: TissueContrast) -> np.ndarray:
     """The full slice: ``intracranial_signal`` inside the inner table, skull and scalp around it.
 
     :param anatomy: the slice.

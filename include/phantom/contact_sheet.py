@@ -13,9 +13,7 @@ _LABEL_COLUMN_SHARE = 0.6
 _GAP_PX = 4
 
 
-def write_contact_sheet(
-    out_png: str | Path, config: PhantomConfig = PhantomConfig(), per_class: int = 6
-) -> Path:
+def write_contact_sheet(out_png: str | Path, config: PhantomConfig = PhantomConfig(), per_class: int = 6) -> Path:
     """Save a PNG grid: a row per class in ``config.labels``, named on the left, ``per_class`` tiles each.
 
     The tiles are the class's first samples, the same images as ``train/<label> (1..per_class)``.

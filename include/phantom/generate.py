@@ -23,11 +23,31 @@ IMAGE_FORMATS = ("jpg", "png")
 # Columns of manifest.csv: the file, its class and split, then how it was generated.
 # Lesion columns a kind does not use (dural tail for gliomas, necrosis for meningiomas) stay empty.
 MANIFEST_COLUMNS = (
-    "file", "label", "split", "number", "seed", "sample_index", "difficulty", "level_mm",
-    "site", "centre_row", "centre_col", "radius_mm", "lesion_contrast", "mass_effect",
-    "dural_tail", "necrosis_fraction", "edema_extent_mm",
-    "rotation_deg", "zoom", "shift_row", "shift_col",
-    "intensity_scale", "bias_strength", "blur_px", "noise_sigma",
+    "file",
+    "label",
+    "split",
+    "number",
+    "seed",
+    "sample_index",
+    "difficulty",
+    "level_mm",
+    "site",
+    "centre_row",
+    "centre_col",
+    "radius_mm",
+    "lesion_contrast",
+    "mass_effect",
+    "dural_tail",
+    "necrosis_fraction",
+    "edema_extent_mm",
+    "rotation_deg",
+    "zoom",
+    "shift_row",
+    "shift_col",
+    "intensity_scale",
+    "bias_strength",
+    "blur_px",
+    "noise_sigma",
 )
 
 

@@ -138,9 +138,7 @@ def _dural_attachment(anatomy: SliceAnatomy, rng: np.random.Generator) -> tuple[
     return "convexity", anchor.astype(np.float64), normal / max(float(np.linalg.norm(normal)), 1e-6)
 
 
-def _dural_tail(
-    anatomy: SliceAnatomy, distance: np.ndarray, radius: float, rng: np.random.Generator
-) -> np.ndarray:
+def _dural_tail(anatomy: SliceAnatomy, distance: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
     """Weight of a dural tail: a thin band along the dura next to the tumour, tapering with distance."""
     length = radius * rng.uniform(0.5, 1.0)
     taper = np.clip(1.0 - (distance - radius) / length, 0.0, 1.0)
@@ -179,9 +177,7 @@ def paint_meningioma(
     mask = (distance <= outline) & inside
 
     mass_effect = rng.uniform(0.3, 0.6)
-    (signal,) = push_away(
-        [render_intracranial(anatomy, contrast)], centre, radius, mass_effect, 0.8 * radius, movable
-    )
+    (signal,) = push_away([render_intracranial(anatomy, contrast)], centre, radius, mass_effect, 0.8 * radius, movable)
     image = compose_head(anatomy, signal, contrast)
 
     # CSF cleft: a thin bright rim between tumour and the compressed brain.
@@ -212,9 +208,7 @@ def paint_meningioma(
     return PaintedLesion(image.astype(np.float32), mask, params)
 
 
-def _white_matter_centre(
-    anatomy: SliceAnatomy, reach: float, rng: np.random.Generator
-) -> np.ndarray | None:
+def _white_matter_centre(anatomy: SliceAnatomy, reach: float, rng: np.random.Generator) -> np.ndarray | None:
     """A random white-matter pixel at least ``reach`` pixels from the dura, or None if none is."""
     candidates = np.argwhere((anatomy.white > 0.55) & (anatomy.distance_to_dura > reach))
     if not len(candidates):

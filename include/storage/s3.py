@@ -99,7 +99,12 @@ class S3Storage(Storage):
         if self.exists(destination):
             return False
         bucket = self._bucket_and_prefix[0]
-        self._call("copy_object", Bucket=bucket, Key=self._key(destination), CopySource={"Bucket": bucket, "Key": self._key(source)})
+        self._call(
+            "copy_object",
+            Bucket=bucket,
+            Key=self._key(destination),
+            CopySource={"Bucket": bucket, "Key": self._key(source)},
+        )
         return True
 
     def delete(self, key: str) -> None:

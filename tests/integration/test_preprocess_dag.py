@@ -1,7 +1,6 @@
 """The preprocess DAGs on DuckDB and on a real PostgreSQL: same files in, same registry out."""
 
 import io
-import os
 import struct
 import zlib
 
@@ -33,10 +32,17 @@ def png_16_bit(size: int = 96) -> bytes:
 
 def decompression_bomb(side: int = 20_000) -> bytes:
     """A valid PNG header claiming side x side pixels, with almost no data behind it."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -116,7 +122,9 @@ def test_every_bad_input_is_registered_or_quarantined_with_a_reason(registry, tm
     assert by_name["glioma (4).png"][1].startswith("cannot decode")
     assert by_name["glioma (5).png"] == ("registered", None, "glioma", "I;16")
     assert by_name["meningioma (6).png"] == ("registered", None, "meningioma", "RGBA")
-    assert by_name["meningioma (7).png"][1].startswith("decompression bomb: over MRI_MAX_IMAGE_PIXELS=16777216 (Image size (400000000 pixels)")
+    assert by_name["meningioma (7).png"][1].startswith(
+        "decompression bomb: over MRI_MAX_IMAGE_PIXELS=16777216 (Image size (400000000 pixels)"
+    )
     assert by_name["glioma (8)'); DROP TABLE images;--.jpg"] == ("registered", None, "glioma", "L")
     assert by_name["méningiome (9) 脑.jpg"][1] == "unknown label 'méningiome'; MRI_LABELS is glioma,meningioma"
     assert by_name["meningioma (10).jpg"][1] == "too small: 16x16, MRI_MIN_IMAGE_SIDE is 64"
@@ -145,8 +153,12 @@ def test_duckdb_and_postgres_build_identical_registries(duckdb_conn_id, postgres
                 storage.write(f"raw/test/{name}", data)
         for split in ("train", "test"):
             assert build_preprocess_dag(split, "t").test().state == DagRunState.SUCCESS
-        registries.append((image_rows(get_database(conn_id)), get_database(conn_id).fetch_all(
-            "SELECT uri, content_hash, split FROM image_files ORDER BY uri")))
+        registries.append(
+            (
+                image_rows(get_database(conn_id)),
+                get_database(conn_id).fetch_all("SELECT uri, content_hash, split FROM image_files ORDER BY uri"),
+            )
+        )
     settings.cache_clear()
 
     (duck_images, duck_files), (pg_images, pg_files) = registries

@@ -4,8 +4,6 @@ import multiprocessing
 import threading
 import time
 
-import pytest
-
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
 from include.registry import ImageRecord, write_records
@@ -13,8 +11,19 @@ from include.registry import ImageRecord, write_records
 
 def records(start: int, stop: int, split: str = "train") -> list[ImageRecord]:
     return [
-        ImageRecord(f"{i:064x}", f"s3://bucket/raw/{split}/glioma ({i}).jpg", split, "glioma", 256, 256, "L",
-                    20_000 + i, "registered", None, "run-1")
+        ImageRecord(
+            f"{i:064x}",
+            f"s3://bucket/raw/{split}/glioma ({i}).jpg",
+            split,
+            "glioma",
+            256,
+            256,
+            "L",
+            20_000 + i,
+            "registered",
+            None,
+            "run-1",
+        )
         for i in range(start, stop)
     ]
 
@@ -73,9 +82,7 @@ def test_writing_a_batch_twice_adds_nothing(db_conn_id):
     assert count(db) == 50 and count(db, "image_files") == 50
 
 
-def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_completes_it(
-    postgres_server, postgres_conn_id
-):
+def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_completes_it(postgres_server, postgres_conn_id):
     db = get_database(postgres_conn_id)
     apply_migrations(db)
     batch = records(0, 40_000)
@@ -95,7 +102,7 @@ def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_complete
     restarter = threading.Thread(target=restart_when_the_batch_is_in_flight, daemon=True)
     restarter.start()
     failures = 0
-    for attempt in range(20):  # what Airflow's task retries do
+    for _attempt in range(20):  # what Airflow's task retries do
         try:
             write_records(db, batch, "run-1")
             break

@@ -7,7 +7,12 @@ from include.storage import StorageUnavailableError, get_storage
 
 def test_list_is_recursive_sorted_and_skips_unfinished_uploads(storage_settings):
     storage = get_storage()
-    for key in ["landing/train/b.jpg", "landing/train/sub/a.jpg", "landing/train/.hidden.jpg", "landing/train/c.jpg.part"]:
+    for key in [
+        "landing/train/b.jpg",
+        "landing/train/sub/a.jpg",
+        "landing/train/.hidden.jpg",
+        "landing/train/c.jpg.part",
+    ]:
         storage.write(key, b"x")
     storage.write("landing/test/other.jpg", b"x")
 
@@ -53,5 +58,8 @@ def test_unreachable_s3_endpoint_names_the_connection(s3_root, s3_relay, monkeyp
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     storage = get_storage(s3_root, "test_s3")
     s3_relay.cut()
-    with pytest.raises(StorageUnavailableError, match=r"S3 endpoint http://127.0.0.1:\d+ of MRI_STORAGE_CONN_ID 'test_s3' is unreachable"):
+    with pytest.raises(
+        StorageUnavailableError,
+        match=r"S3 endpoint http://127.0.0.1:\d+ of MRI_STORAGE_CONN_ID 'test_s3' is unreachable",
+    ):
         storage.list("landing/train")
