@@ -23,24 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_records(start: int, stop: int):
-    from include.registry import ImageRecord
+    # Imported here, like Airflow everywhere in this module: callers set AIRFLOW_HOME first.
+    from tests.support.records import synthetic_records as records
 
-    return [
-        ImageRecord(
-            f"{i:064x}",
-            f"s3://bucket/raw/train/glioma ({i}).jpg",
-            "train",
-            "glioma",
-            256,
-            256,
-            "L",
-            20_000 + i,
-            "registered",
-            None,
-            "bench",
-        )
-        for i in range(start, stop)
-    ]
+    return records(start, stop, run_id="bench")
 
 
 def fresh_database(conn_id: str):

@@ -188,3 +188,19 @@ def test_every_registry_task_runs_in_the_db_pool_and_only_those():
     pools = {t.task_id: t.pool for t in dag.tasks}
     outside = {"list_raw_files", "ensure_db_pool"}
     assert {tid for tid, pool in pools.items() if pool != settings().db_pool} == outside
+
+
+def test_labels_csv_overrides_the_file_name_and_n_classes_work(registry, monkeypatch):
+    db, storage = registry
+    monkeypatch.setenv("MRI_LABELS", "glioma,meningioma,pituitary")
+    monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
+    settings.cache_clear()
+    storage.write("labels.csv", b"file,label\nscan_001.jpg,Pituitary\nglioma (1).jpg,meningioma\n")
+    storage.write("raw/train/scan_001.jpg", image_bytes(1))
+    storage.write("raw/train/glioma (1).jpg", image_bytes(2))
+    storage.write("raw/train/glioma (2).jpg", image_bytes(3))
+
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+
+    labels = {uri.rsplit("/", 1)[1]: label for uri, label in db.fetch_all("SELECT uri, label FROM images")}
+    assert labels == {"scan_001.jpg": "pituitary", "glioma (1).jpg": "meningioma", "glioma (2).jpg": "glioma"}

@@ -6,26 +6,8 @@ import time
 
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
-from include.registry import ImageRecord, write_records
-
-
-def records(start: int, stop: int, split: str = "train") -> list[ImageRecord]:
-    return [
-        ImageRecord(
-            f"{i:064x}",
-            f"s3://bucket/raw/{split}/glioma ({i}).jpg",
-            split,
-            "glioma",
-            256,
-            256,
-            "L",
-            20_000 + i,
-            "registered",
-            None,
-            "run-1",
-        )
-        for i in range(start, stop)
-    ]
+from include.registry import write_records
+from tests.support.records import synthetic_records as records
 
 
 def count(db, table="images") -> int:
