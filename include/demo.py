@@ -171,12 +171,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__)
     parser.add_argument("--per-class", type=int, default=330, help="phantom images per class (train + test)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the pipeline")
+    parser.add_argument("--phantom-dir", type=Path, default=DATA_DIR / "phantom", help="where the data set is made")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from include.phantom import PhantomConfig, generate_dataset
 
-    phantom_dir = DATA_DIR / "phantom"
+    phantom_dir = args.phantom_dir
     if not (phantom_dir / "manifest.csv").exists():
         generate_dataset(phantom_dir, PhantomConfig(per_class=args.per_class))
     started = time.monotonic()

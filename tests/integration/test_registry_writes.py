@@ -7,22 +7,13 @@ import time
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
 from include.registry import write_records
+from tests.support.concurrency import most_at_once
 from tests.support.records import synthetic_records as records
 
 
 def count(db, table="images") -> int:
     [(n,)] = db.fetch_all(f"SELECT COUNT(*) FROM {table}")
     return n
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    """The largest number of (start, end) spans that were open at the same moment."""
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    running = peak = 0
-    for _, change in events:
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 def _writer(conn_id, start, stop, barrier, times):

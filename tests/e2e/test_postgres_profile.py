@@ -1,0 +1,62 @@
+"""The Postgres profile: Airflow's metadata and the registry on a real PostgreSQL, LocalExecutor with
+parallelism 4. The same DAGs, one variable changed, and the mapped writers really run at once."""
+
+import os
+import subprocess
+import sys
+
+import psycopg2
+
+from tests.support.concurrency import most_at_once
+
+
+def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_server, tmp_path):
+    meta_url = postgres_server.url.rsplit("/", 1)[0] + "/airflow_meta"
+    admin = psycopg2.connect(postgres_server.url)
+    admin.autocommit = True
+    admin.cursor().execute("CREATE DATABASE airflow_meta")
+    admin.close()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url.replace("postgresql://", "postgresql+psycopg2://"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW_CONN_MRI_PG": postgres_server.airflow_conn(),
+        "AIRFLOW_VAR_MRI_DB_CONN_ID": "mri_pg",  # the one variable
+        "MRI_STORAGE_ROOT": str(tmp_path / "storage"),
+        "MRI_REGISTER_BATCH_SIZE": "3",
+        "MRI_SENSOR_POKE_SECONDS": "2",
+    }
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "include.demo",
+            "--per-class",
+            "12",
+            "--phantom-dir",
+            str(tmp_path / "phantom"),
+            "--timeout",
+            "600",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "Registry (mri_pg)" in demo.stderr + demo.stdout
+    with psycopg2.connect(postgres_server.url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT split, COUNT(*) FROM images WHERE status = 'registered' GROUP BY split ORDER BY split")
+        assert cur.fetchall() == [("test", 6), ("train", 18)]
+    with psycopg2.connect(meta_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT start_date, end_date, pool FROM task_instance "
+            "WHERE dag_id = 'preprocess_train_data' AND task_id = 'register_batch'"
+        )
+        rows = cur.fetchall()
+    assert len(rows) == 6 and {pool for _, _, pool in rows} == {"mri_db"}
+    assert most_at_once([(start.timestamp(), end.timestamp()) for start, end, _ in rows]) >= 2
