@@ -204,3 +204,16 @@ def test_labels_csv_overrides_the_file_name_and_n_classes_work(registry, monkeyp
 
     labels = {uri.rsplit("/", 1)[1]: label for uri, label in db.fetch_all("SELECT uri, label FROM images")}
     assert labels == {"scan_001.jpg": "pituitary", "glioma (1).jpg": "meningioma", "glioma (2).jpg": "glioma"}
+
+
+def test_registers_from_a_local_folder_and_from_s3_alike(storage_settings, duckdb_conn_id, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", duckdb_conn_id)
+    settings.cache_clear()
+    storage = get_storage()
+    for name, data in GOOD.items():
+        storage.write(f"raw/train/{name}", data)
+
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+
+    uris = sorted(uri for (uri,) in get_database(duckdb_conn_id).fetch_all("SELECT uri FROM images"))
+    assert uris == sorted(storage.uri(f"raw/train/{name}") for name in GOOD)
