@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from functools import cached_property
 from pathlib import Path
 
 from include.storage.base import Storage, StoredObject, is_listable
@@ -77,24 +76,7 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    @cached_property
-    def _sensor_class(self):
-        from airflow.sensors.filesystem import FileSensor
-
-        class FolderSensor(FileSensor):
-            """FileSensor on an absolute path: the storage root needs no `fs` connection."""
-
-            @cached_property
-            def path(self) -> str:
-                return self.filepath
-
-        return FolderSensor
-
     def landing_sensor(self, task_id: str, prefix: str, poke_interval: float):
-        return self._sensor_class(
-            task_id=task_id,
-            filepath=str(Path(self.root) / prefix / "**" / "*"),
-            recursive=True,
-            deferrable=True,
-            poke_interval=poke_interval,
-        )
+        from include.storage.local_sensor import LandingFolderSensor
+
+        return LandingFolderSensor(task_id=task_id, folder=str(self._path(prefix)), poke_interval=poke_interval)

@@ -63,3 +63,22 @@ def test_unreachable_s3_endpoint_names_the_connection(s3_root, s3_relay, monkeyp
         match=r"S3 endpoint http://127.0.0.1:\d+ of MRI_STORAGE_CONN_ID 'test_s3' is unreachable",
     ):
         storage.list("landing/train")
+
+
+def test_local_landing_trigger_ignores_unfinished_uploads_until_renamed(tmp_path):
+    import asyncio
+
+    from include.storage.local_sensor import LandingFolderTrigger
+
+    landing = tmp_path / "landing" / "train"
+    landing.mkdir(parents=True)
+    (landing / "glioma (1).jpg.part").write_bytes(b"half an upload")
+    trigger = LandingFolderTrigger(str(landing), poke_interval=0.05)
+
+    async def first_event(timeout: float):
+        return await asyncio.wait_for(trigger.run().__anext__(), timeout)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(first_event(0.5))
+    (landing / "glioma (1).jpg.part").rename(landing / "glioma (1).jpg")
+    assert asyncio.run(first_event(5)).payload == {"folder": str(landing)}
