@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import multiprocessing
 import os
 import tempfile
 import time
@@ -41,36 +40,17 @@ def fresh_database(conn_id: str):
     return db
 
 
-def _write_share(conn_id: str, shares: list[tuple[int, int]], batch: int, barrier) -> None:
-    from include.db import get_database
-    from include.registry import write_records
-
-    barrier.wait()
-    for start, stop in shares:
-        for first in range(start, stop, batch):
-            write_records(get_database(conn_id), synthetic_records(first, min(first + batch, stop)), "bench")
-
-
 def registry_path(conn_id: str, rows: int, writers: int, batch: int) -> float:
-    """Rows per second of ``writers`` processes writing ``rows`` through `write_records`."""
+    """Rows per second of ``writers`` processes writing ``rows`` through `write_records`, from
+    the moment they all start to the moment the last one ends."""
+    from tests.support.records import run_writers
+
     db = fresh_database(conn_id)
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(writers + 1)
     per_writer = -(-rows // writers)
-    processes = [
-        context.Process(
-            target=_write_share, args=(conn_id, [(w * per_writer, min(rows, (w + 1) * per_writer))], batch, barrier)
-        )
-        for w in range(writers)
-    ]
-    for p in processes:
-        p.start()
-    barrier.wait()
-    began = time.perf_counter()
-    for p in processes:
-        p.join()
-    seconds = time.perf_counter() - began
-    assert all(p.exitcode == 0 for p in processes)
+    ranges = [(w * per_writer, min(rows, (w + 1) * per_writer)) for w in range(writers)]
+    exit_codes, spans = run_writers(conn_id, ranges, batch, run_id="bench")
+    assert exit_codes == [0] * writers, exit_codes
+    seconds = max(end for _, end in spans) - min(start for start, _ in spans)
     [(count,)] = db.fetch_all("SELECT COUNT(*) FROM images")
     assert count == rows, f"wrote {count} of {rows} rows"
     return rows / seconds

@@ -1,6 +1,5 @@
 """The registry's write path under real concurrency and a real server restart (PostgreSQL 15)."""
 
-import multiprocessing
 import threading
 import time
 
@@ -8,6 +7,7 @@ from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
 from include.registry import write_records
 from tests.support.concurrency import most_at_once
+from tests.support.records import run_writers
 from tests.support.records import synthetic_records as records
 
 
@@ -16,30 +16,14 @@ def count(db, table="images") -> int:
     return n
 
 
-def _writer(conn_id, start, stop, barrier, times):
-    barrier.wait()  # all writers begin together
-    began = time.monotonic()
-    write_records(get_database(conn_id), records(start, stop), "run-1")
-    times.put((began, time.monotonic()))
-
-
 def test_sixteen_concurrent_writers_with_overlapping_batches_lose_and_duplicate_nothing(postgres_conn_id):
     db = get_database(postgres_conn_id)
     apply_migrations(db)
     writers, batch, step = 16, 2_000, 1_600  # each batch shares 400 files with the next
-    context = multiprocessing.get_context("fork")
-    barrier, times = context.Barrier(writers), context.Queue()
-    processes = [
-        context.Process(target=_writer, args=(postgres_conn_id, i * step, i * step + batch, barrier, times))
-        for i in range(writers)
-    ]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(timeout=120)
 
-    assert [p.exitcode for p in processes] == [0] * writers
-    spans = [times.get() for _ in range(writers)]
+    exit_codes, spans = run_writers(postgres_conn_id, [(i * step, i * step + batch) for i in range(writers)], batch)
+
+    assert exit_codes == [0] * writers
     assert most_at_once(spans) >= 2, "the writers ran one after another"
     expected = (writers - 1) * step + batch
     assert count(db) == expected and count(db, "image_files") == expected

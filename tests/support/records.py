@@ -1,6 +1,10 @@
-"""Synthetic registry rows, for the write-path tests and the benchmark (no image files needed)."""
+"""Synthetic registry rows and real concurrent writer processes, for the write-path tests and the
+benchmark (no image files needed)."""
 
 from __future__ import annotations
+
+import multiprocessing
+import time
 
 from include.registry import ImageRecord
 
@@ -23,3 +27,40 @@ def synthetic_records(start: int, stop: int, run_id: str = "run-1", split: str =
         )
         for i in range(start, stop)
     ]
+
+
+def _write_range(conn_id: str, start: int, stop: int, batch: int, run_id: str, barrier, spans) -> None:
+    """One writer process: rows start..stop in batches, one transaction and connection each, as a
+    mapped register_batch task writes them."""
+    from include.db import get_database
+    from include.registry import write_records
+
+    # Warm up (driver and hook imports, first connection) before the start line: that is task
+    # start-up, not the write path.
+    get_database(conn_id).fetch_all("SELECT 1")
+    barrier.wait()
+    began = time.monotonic()
+    for first in range(start, stop, batch):
+        write_records(get_database(conn_id), synthetic_records(first, min(first + batch, stop), run_id), run_id)
+    spans.put((began, time.monotonic()))
+
+
+def run_writers(conn_id: str, ranges: list[tuple[int, int]], batch: int, run_id: str = "run-1"):
+    """Write each (start, stop) range from its own process, all at once.
+
+    :return: the processes' exit codes and their (start, end) monotonic times.
+    """
+    # spawn, not fork: a fork of a process holding DuckDB, pyarrow and Airflow threads can crash
+    # in the child (seen as SIGSEGV during garbage collection).
+    context = multiprocessing.get_context("spawn")
+    barrier, spans = context.Barrier(len(ranges)), context.Queue()
+    processes = [
+        context.Process(target=_write_range, args=(conn_id, start, stop, batch, run_id, barrier, spans))
+        for start, stop in ranges
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    exit_codes = [process.exitcode for process in processes]
+    return exit_codes, [spans.get(timeout=5) for code in exit_codes if code == 0]
