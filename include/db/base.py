@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
 from airflow.models.connection import Connection
@@ -115,10 +115,14 @@ class RegistryDatabase(ABC):
             yield cursor
             connection.commit()
         except BaseException:
-            connection.rollback()
+            # A server that went away takes the transaction with it: rolling back then fails
+            # too, and that second error must not hide the first one from the task's log.
+            with suppress(Exception):
+                connection.rollback()
             raise
         finally:
-            connection.close()
+            with suppress(Exception):
+                connection.close()
 
     def fetch_all(self, sql: str, parameters: tuple | list | None = None) -> list[tuple]:
         """Run one query in its own transaction and return all rows.

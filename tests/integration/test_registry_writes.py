@@ -3,6 +3,8 @@
 import threading
 import time
 
+import psycopg2
+
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
 from include.registry import write_records
@@ -58,13 +60,14 @@ def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_complete
 
     restarter = threading.Thread(target=restart_when_the_batch_is_in_flight, daemon=True)
     restarter.start()
-    failures = 0
+    failures, errors = 0, []
     for _attempt in range(20):  # what Airflow's task retries do
         try:
             write_records(db, batch, "run-1")
             break
-        except Exception:
+        except Exception as err:
             failures += 1
+            errors.append(err)
             restarted.wait(timeout=30)
             while True:  # the server is back when it answers
                 try:
@@ -76,4 +79,6 @@ def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_complete
     restarted.set()
 
     assert failures >= 1, "the restart did not hit the batch in flight"
+    # The server's own error reaches Airflow, not a secondary one from rolling back a dead connection.
+    assert all(isinstance(e, psycopg2.OperationalError) for e in errors), [repr(e) for e in errors]
     assert count(db) == len(batch) and count(db, "image_files") == len(batch)
