@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pendulum
 
-from include.config import DATA_DIR, PROJECT_ROOT, SQL_DIR, settings
+from include.airflow_services import airflow_services
+from include.config import DATA_DIR, SQL_DIR, settings
 from include.datasets import SPLITS
 from include.storage import get_storage
 
@@ -32,38 +29,6 @@ log = logging.getLogger("include.demo")
 PIPELINE_DAGS = [f"{stage}_{split}_data" for stage in ("in_new", "preprocess") for split in SPLITS]
 # Files a real upload area receives too; the ingestion DAGs must quarantine them, not stop.
 NOT_IMAGES = {"notes (1).jpg": b"report dictated by the radiologist", "empty (2).jpg": b""}
-
-
-@contextmanager
-def airflow_services(log_dir: Path) -> Iterator[None]:
-    """A scheduler and a triggerer (for the deferrable sensors), stopped when the block ends."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    # The executor starts every task as an `airflow tasks run` process: the venv's airflow, and
-    # the project importable (`include`), as in an Astro image.
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "airflow", service],
-            stdout=open(log_dir / f"{service}.log", "ab"),
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        for service in ("scheduler", "triggerer")
-    ]
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def unpause_pipeline() -> None:
