@@ -13,6 +13,8 @@ SPLITS = ("train", "test")
 RAW = {split: Dataset(f"mri://storage/raw/{split}") for split in SPLITS}
 # Rows committed to the `images` table.
 IMAGES = {split: Dataset(f"mri://registry/images/{split}") for split in SPLITS}
+# A gate run passed on a snapshot of the split: training (train) and evaluation (test) may use it.
+GATE_PASSED = {split: Dataset(f"mri://quality/passed/{split}") for split in SPLITS}
 MODEL_TRAINED = Dataset("mri://registry/models/trained")
 MODEL_EVALUATED = Dataset("mri://registry/model_results")
 MODEL_DEPLOYED = Dataset("mri://registry/models/production")

@@ -65,7 +65,7 @@ class RegistryDatabase(ABC):
         as SQL text."""
 
     def insert_new_rows(
-        self, cursor: Any, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+        self, cursor: Any, table: str, columns: Sequence[str], key: str | tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Insert the ``rows`` whose ``key`` is not in ``table`` yet; duplicates within ``rows``
         keep the first. Idempotent, and safe with concurrent writers (ON CONFLICT DO NOTHING).
@@ -73,24 +73,26 @@ class RegistryDatabase(ABC):
         :param cursor: the cursor of the caller's transaction.
         :param table: target table (a code constant).
         :param columns: the columns of each row, in order (code constants).
-        :param key: the unique column deciding what is new.
+        :param key: the unique column (or columns of a composite key) deciding what is new.
         :param rows: the values.
         """
-        checked_identifiers(table, key, *columns)
+        key_columns = (key,) if isinstance(key, str) else tuple(key)
+        checked_identifiers(table, *key_columns, *columns)
         # One row per key before it reaches SQL: an INSERT that meets its own key twice is an
         # error on some engines, and "first wins" is then the same on every backend.
-        key_index = list(columns).index(key)
+        key_indexes = [list(columns).index(name) for name in key_columns]
         first_per_key: dict[Any, Sequence[Any]] = {}
         for row in rows:
-            first_per_key.setdefault(row[key_index], row)
+            first_per_key.setdefault(tuple(row[i] for i in key_indexes), row)
         if not first_per_key:
             return
-        self._insert_unique_rows(cursor, table, columns, key, list(first_per_key.values()))
+        self._insert_unique_rows(cursor, table, columns, ", ".join(key_columns), list(first_per_key.values()))
 
     def _insert_unique_rows(
         self, cursor: Any, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
     ) -> None:
-        """Stage the rows, then insert those whose key is new. Backends may add a faster path."""
+        """Stage the rows, then insert those whose key (``a`` or ``a, b``) is new. Backends may add a
+        faster path."""
         staged = self._stage(cursor, table, columns, rows)
         names = ", ".join(columns)
         cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING")
