@@ -52,6 +52,12 @@ class Settings:
     # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
     # from a config with no download. A hub id works only where a hub is reachable.
     model_source: str = "config:resnet-18"
+    # Celery workers `include.airflow_services` starts (separate processes, distinct hostnames)
+    # when AIRFLOW__CORE__EXECUTOR is CeleryExecutor; ignored by the other executors.
+    celery_workers: int = 2
+    # Executor queue of the training task: point it at a queue only big workers (or a pod template
+    # with more memory) serve, e.g. `training`; `default` runs it anywhere.
+    training_queue: str = "default"
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:
@@ -109,6 +115,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
         max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
         model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
+        celery_workers=_positive_int(environ, "MRI_CELERY_WORKERS", defaults.celery_workers),
+        training_queue=_get(environ, "MRI_TRAINING_QUEUE") or defaults.training_queue,
     )
 
 
