@@ -52,6 +52,11 @@ class Settings:
     # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
     # from a config with no download. A hub id works only where a hub is reachable.
     model_source: str = "config:resnet-18"
+    # Slack Incoming Webhook connection (conn_type slackwebhook) for run notifications; None: only a
+    # log line and a JSON file under notifications_dir.
+    slack_conn_id: str | None = None
+    # Folder every notification is also written to as JSON (one file per event), for people and tools.
+    notifications_dir: str = str(DATA_DIR / "notifications")
     # Celery workers `include.airflow_services` starts (separate processes, distinct hostnames)
     # when AIRFLOW__CORE__EXECUTOR is CeleryExecutor; ignored by the other executors.
     celery_workers: int = 2
@@ -115,6 +120,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
         max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
         model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
+        slack_conn_id=_get(environ, "MRI_SLACK_CONN_ID"),
+        notifications_dir=_get(environ, "MRI_NOTIFICATIONS_DIR") or defaults.notifications_dir,
         celery_workers=_positive_int(environ, "MRI_CELERY_WORKERS", defaults.celery_workers),
         training_queue=_get(environ, "MRI_TRAINING_QUEUE") or defaults.training_queue,
     )

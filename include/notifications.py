@@ -1,0 +1,85 @@
+"""Notifications on success and failure: Slack when a connection is configured, always a log line
+and a JSON file.
+
+The JSON file is written first, so a Slack outage never loses the record of what happened. Use
+:func:`notify_on` to attach both callbacks to a task (task-level callbacks run in the task's own
+process, with its context: the exception on failure, the XComs on success).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.notifications.basenotifier import BaseNotifier
+
+from include.config import settings
+
+log = logging.getLogger(__name__)
+
+
+class PipelineNotifier(BaseNotifier):
+    """Tell people what a task did.
+
+    :param event: ``success`` or ``failure`` (names the file and the log line).
+    :param message: what to say (templated: Jinja over the task's context, e.g. XComs).
+    """
+
+    template_fields = ("message",)
+
+    def __init__(self, event: str, message: str):
+        super().__init__()
+        self.event = event
+        self.message = message
+
+    def notify(self, context: Any) -> None:
+        ti = context["ti"]
+        record = {
+            "event": self.event,
+            "dag_id": ti.dag_id,
+            "run_id": ti.run_id,
+            "task_id": ti.task_id,
+            "map_index": ti.map_index,
+            "try_number": ti.try_number,
+            "message": self.message,
+            "exception": str(context["exception"]) if context.get("exception") else None,
+            "at": pendulum.now("UTC").isoformat(),
+        }
+        path = write_record(Path(settings().notifications_dir), record)
+        level = logging.ERROR if self.event == "failure" else logging.INFO
+        log.log(level, "NOTIFY %s %s.%s: %s (%s)", self.event, ti.dag_id, ti.task_id, self.message, path)
+        if settings().slack_conn_id:
+            from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+            text = (
+                f"{':x:' if self.event == 'failure' else ':white_check_mark:'} {ti.dag_id}.{ti.task_id}: {self.message}"
+            )
+            SlackWebhookNotifier(slack_webhook_conn_id=settings().slack_conn_id, text=text).notify(context)
+
+
+def write_record(folder: Path, record: dict) -> Path:
+    """Write ``record`` as ``<dag_id>/<run_id>.<task_id>.<event>.json`` (temp file, then rename)."""
+    safe = re.compile(r"[^A-Za-z0-9_.-]+")
+    target_dir = folder / safe.sub("_", record["dag_id"])
+    target_dir.mkdir(parents=True, exist_ok=True)
+    name = ".".join(safe.sub("_", str(record[k])) for k in ("run_id", "task_id", "map_index", "event"))
+    target = target_dir / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=".notify-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle, indent=2)
+    os.replace(tmp, target)
+    return target
+
+
+def notify_on(success: str, failure: str) -> dict[str, PipelineNotifier]:
+    """Task keyword arguments that notify on success and on failure (messages are templated)."""
+    return {
+        "on_success_callback": PipelineNotifier("success", success),
+        "on_failure_callback": PipelineNotifier("failure", failure),
+    }
