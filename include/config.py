@@ -52,6 +52,12 @@ class Settings:
     # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
     # from a config with no download. A hub id works only where a hub is reachable.
     model_source: str = "config:resnet-18"
+    # Folder of trained models, one `save_pretrained` directory per model id (written to a temp
+    # name, then renamed).
+    models_dir: str = str(DATA_DIR / "models")
+    # Folder of the production bundle; the served model is `<production_dir>/current`, swapped
+    # atomically on promotion. MRI_MODEL_SOURCE=production fine-tunes from it.
+    production_dir: str = str(DATA_DIR / "production")
     # Slack Incoming Webhook connection (conn_type slackwebhook) for run notifications; None: only a
     # log line and a JSON file under notifications_dir.
     slack_conn_id: str | None = None
@@ -120,6 +126,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
         max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
         model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
+        models_dir=_get(environ, "MRI_MODELS_DIR") or defaults.models_dir,
+        production_dir=_get(environ, "MRI_PRODUCTION_DIR") or defaults.production_dir,
         slack_conn_id=_get(environ, "MRI_SLACK_CONN_ID"),
         notifications_dir=_get(environ, "MRI_NOTIFICATIONS_DIR") or defaults.notifications_dir,
         celery_workers=_positive_int(environ, "MRI_CELERY_WORKERS", defaults.celery_workers),
