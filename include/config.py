@@ -58,6 +58,16 @@ class Settings:
     # Folder of the production bundle; the served model is `<production_dir>/current`, swapped
     # atomically on promotion. MRI_MODEL_SOURCE=production fine-tunes from it.
     production_dir: str = str(DATA_DIR / "production")
+    # Metric deploy_best_model ranks fine-tuned models by (higher is better), one of
+    # SELECTION_METRICS; ties go to F1, then the older model.
+    selection_metric: str = "roc_auc"
+    # How much the best model must beat the production model by, on the same test snapshot and
+    # metric, to replace it (0: any strict improvement). Keeps the model from flapping on noise.
+    promotion_margin: float = 0.0
+    # Where a promoted bundle is also published beyond `<production_dir>/current` (always written:
+    # predict and MRI_MODEL_SOURCE=production read it): none, or `storage:<prefix>` to mirror it into
+    # the storage layer (MRI_STORAGE_ROOT, e.g. s3://bucket/mri) under that key prefix.
+    publish_target: str = "none"
     # Slack Incoming Webhook connection (conn_type slackwebhook) for run notifications; None: only a
     # log line and a JSON file under notifications_dir.
     slack_conn_id: str | None = None
@@ -106,6 +116,46 @@ def _labels(environ: Mapping[str, str]) -> tuple[str, ...]:
     return labels
 
 
+# The metric columns of model_results a model can be selected by (all higher-is-better). The pick
+# SQL matches the bound name against this same list; nothing else reaches SQL.
+SELECTION_METRICS = ("roc_auc", "f1", "accuracy", "precision", "recall")
+
+
+def _selection_metric(environ: Mapping[str, str]) -> str:
+    raw = _get(environ, "MRI_SELECTION_METRIC")
+    if raw is None:
+        return Settings.selection_metric
+    if raw.lower() not in SELECTION_METRICS:
+        raise ConfigError(f"MRI_SELECTION_METRIC={raw!r} is not a metric; use one of {', '.join(SELECTION_METRICS)}.")
+    return raw.lower()
+
+
+def _margin(environ: Mapping[str, str]) -> float:
+    raw = _get(environ, "MRI_PROMOTION_MARGIN")
+    if raw is None:
+        return Settings.promotion_margin
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"MRI_PROMOTION_MARGIN={raw!r} must be a number in [0, 1), e.g. 0.005.")
+    return value
+
+
+def _publish_target(environ: Mapping[str, str]) -> str:
+    raw = _get(environ, "MRI_PUBLISH_TARGET")
+    if raw is None:
+        return Settings.publish_target
+    prefix = raw.removeprefix("storage:").strip("/")
+    if raw != "none" and (not raw.startswith("storage:") or not prefix):
+        raise ConfigError(
+            f"MRI_PUBLISH_TARGET={raw!r}: use 'none' (only <MRI_PRODUCTION_DIR>/current) or 'storage:<prefix>', "
+            "e.g. 'storage:production' to mirror bundles under MRI_STORAGE_ROOT/production/."
+        )
+    return raw if raw == "none" else f"storage:{prefix}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment).
 
@@ -132,6 +182,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         notifications_dir=_get(environ, "MRI_NOTIFICATIONS_DIR") or defaults.notifications_dir,
         celery_workers=_positive_int(environ, "MRI_CELERY_WORKERS", defaults.celery_workers),
         training_queue=_get(environ, "MRI_TRAINING_QUEUE") or defaults.training_queue,
+        selection_metric=_selection_metric(environ),
+        promotion_margin=_margin(environ),
+        publish_target=_publish_target(environ),
     )
 
 
