@@ -26,7 +26,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db migrate phantom demo test bench lint clean
+.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale system-deps test bench lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -41,9 +41,17 @@ lock:  ## re-resolve requirements*.txt into the lock files
 	$(BIN)/uv pip compile requirements.txt --python-version 3.11 $(WHEELS) -o requirements-lock.txt
 	$(BIN)/uv pip compile requirements-dev.txt -c requirements-lock.txt --python-version 3.11 $(WHEELS) -o requirements-dev-lock.txt
 
-airflow-db: $(AIRFLOW_HOME)/airflow.db  ## create the Airflow metadata DB (SQLite)
-$(AIRFLOW_HOME)/airflow.db: | $(INSTALLED)
+# Airflow's metadata DB is migrated once per configured database, not per file: the stamp names the
+# hash of the connection string, so switching to the Postgres profile in the same checkout migrates it.
+META_DB = $(or $(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN),sqlite:///$(AIRFLOW_HOME)/airflow.db)
+META_STAMP = $(AIRFLOW_HOME)/.metadata-db-$(shell printf '%s' '$(META_DB)' | sha256sum | cut -c1-12)
+airflow-db: $(META_STAMP)  ## create or upgrade the Airflow metadata DB of the configured profile
+$(META_STAMP): | $(INSTALLED)
 	$(BIN)/airflow db migrate
+	touch $@
+
+airflow: airflow-db  ## any airflow command in the project's environment: make airflow ARGS="dags list"
+	$(BIN)/airflow $(ARGS)
 
 migrate: airflow-db  ## apply migrations/ to the registry and size its pool
 	$(BIN)/python -m include.db migrate
@@ -54,7 +62,25 @@ phantom: install  ## generate the phantom MRI data set into data/phantom (330 pe
 demo: migrate  ## run the pipeline on the embedded defaults (real scheduler + triggerer)
 	$(BIN)/python -m include.demo
 
-test: install  ## run the test suite (starts its own PostgreSQL and S3 endpoint)
+demo-scale: install  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
+	$(BIN)/python -m include.scale_profile
+
+# Servers the tests start for real, from Debian's packages: installed here when we are root with
+# apt-get (as in CI), otherwise the message says what to install.
+SYSTEM_PACKAGES := postgresql-15:/usr/lib/postgresql/15/bin/initdb redis-server:/usr/bin/redis-server
+system-deps:  ## install the Debian packages the tests need (PostgreSQL 15, Redis) if missing
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do [ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing$$missing from Debian's packages"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		else \
+			echo "The tests start real servers and need:$$missing. Install them with: sudo apt-get install$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: install system-deps  ## run the test suite (starts its own PostgreSQL, Redis, S3 endpoint and Airflow)
 	$(BIN)/python -m pytest tests
 
 bench: install  ## registry write throughput, and where the preprocess DAG's time goes (Markdown tables)

@@ -1,20 +1,98 @@
-"""The Airflow components the demo and the end-to-end tests start as real processes, and stop."""
+"""The Airflow components the demo and the end-to-end tests start as real processes, and stop.
+
+Always a scheduler and a triggerer (for the deferrable sensors). Under the CeleryExecutor also
+``MRI_CELERY_WORKERS`` Celery workers, each a separate ``airflow celery worker`` process with its
+own Celery node name and its own task hostname, as if each ran on a machine of its own: the
+metadata DB then shows which worker ran which task (``task_instance.hostname``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from include.config import PROJECT_ROOT
+from include.config import PROJECT_ROOT, settings
+
+log = logging.getLogger(__name__)
+
+# Set in each Celery worker's environment by this launcher only (not a user setting): the name the
+# worker's tasks record as task_instance.hostname, through `[core] hostname_callable`.
+WORKER_NAME_VARIABLE = "AIRFLOW_SERVICES_WORKER_NAME"
+# Seconds a component gets to finish (a Celery worker: its running tasks) after SIGTERM.
+STOP_TIMEOUT = 60
+
+
+def worker_hostname() -> str:
+    """The ``[core] hostname_callable`` of the launched workers: their own name, else the host's FQDN."""
+    from airflow.utils.net import getfqdn
+
+    return os.environ.get(WORKER_NAME_VARIABLE) or getfqdn()
+
+
+def uses_celery() -> bool:
+    """Whether the configured executor (or one of several) sends tasks to Celery workers."""
+    from airflow.configuration import conf
+
+    return any("Celery" in name for name in conf.get("core", "executor").split(","))
+
+
+def celery_worker_commands(log_dir: Path, workers: int) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(name, command, extra environment) of each Celery worker to start.
+
+    :param log_dir: where the pid files go.
+    :param workers: how many workers.
+    """
+    from airflow.configuration import conf
+
+    # Every worker serves the default queue and the training queue, so one machine runs everything;
+    # beyond one machine, only the big workers serve `training` (README, "Beyond one machine").
+    queues = ",".join(dict.fromkeys([conf.get("operators", "default_queue"), settings().training_queue]))
+    host = socket.gethostname()
+    commands = []
+    for number in range(1, workers + 1):
+        name = f"worker{number}"
+        command = [sys.executable, "-m", "airflow", "celery", "worker", "--queues", queues]
+        # Two workers on one machine: distinct Celery node names and pid files, and no log server
+        # (both would bind its port 8793; the task logs are local files here anyway).
+        command += ["--celery-hostname", f"{name}@{host}", "--pid", str(log_dir / f"{name}.pid"), "--skip-serve-logs"]
+        extra = {
+            WORKER_NAME_VARIABLE: f"{name}-{host}",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+        }
+        commands.append((name, command, extra))
+    return commands
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each (a Celery worker finishes its tasks first), then SIGKILL what is left of each group."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        # Children (task processes, Celery's pool) would outlive a killed parent otherwise.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextmanager
 def airflow_services(log_dir: Path) -> Iterator[None]:
-    """A scheduler and a triggerer (for the deferrable sensors), stopped when the block ends."""
+    """A scheduler, a triggerer and (CeleryExecutor) the Celery workers, stopped when the block ends.
+
+    :param log_dir: where each component's output goes (``<name>.log``).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     # The executor starts every task as an `airflow tasks run` process: the venv's airflow, and
     # the project importable (`include`), as in an Astro image.
@@ -23,22 +101,23 @@ def airflow_services(log_dir: Path) -> Iterator[None]:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "airflow", service],
-            stdout=open(log_dir / f"{service}.log", "ab"),
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        for service in ("scheduler", "triggerer")
-    ]
+    components = [(service, [sys.executable, "-m", "airflow", service], {}) for service in ("scheduler", "triggerer")]
+    if uses_celery():
+        components += celery_worker_commands(log_dir, settings().celery_workers)
+    processes: list[subprocess.Popen] = []
     try:
+        for name, command, extra in components:
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    stdout=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115 (the child owns it)
+                    stderr=subprocess.STDOUT,
+                    env={**env, **extra},
+                    # Its own process group, so stopping it reaches the processes it started.
+                    start_new_session=True,
+                )
+            )
+        log.info("Started %s; their output is in %s", ", ".join(name for name, _, _ in components), log_dir)
         yield
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(processes)

@@ -1,41 +1,16 @@
-"""A real S3 API endpoint for tests: moto's standalone server in its own process on 127.0.0.1,
-plus a TCP relay in front of it that a test can cut and restore, to make the endpoint go away
-mid-run while the server (and the objects in it) survive."""
+"""A real S3 API endpoint for tests: moto's standalone server in its own process on 127.0.0.1
+(started by ``include.local_servers``), plus a TCP relay in front of it that a test can cut and
+restore, to make the endpoint go away mid-run while the server (and the objects in it) survive."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
-from tests.support.postgres import free_port
+from include.local_servers import free_port, running_s3_server
 
-
-@contextlib.contextmanager
-def running_s3_server() -> Iterator[str]:
-    """Start ``moto_server`` and yield its endpoint URL; the process is stopped after the block."""
-    port = free_port()
-    server = Path(sys.executable).parent / "moto_server"
-    process = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start on 127.0.0.1:{port}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+__all__ = ["Relay", "running_s3_server"]
 
 
 class Relay:
