@@ -1,0 +1,15 @@
+"""The ML core: pure torch and transformers, no Airflow (a test imports it in a fresh interpreter and
+checks ``sys.modules``), so it runs the same from a task, a notebook, a benchmark or a test.
+
+- ``architectures``: the named ResNet configs (plain dicts, importable without torch).
+- ``source``: the base model from ``MRI_MODEL_SOURCE`` (a config, a folder, the production bundle, a hub id).
+- ``data``: images as tensors (processed once), light augmentation, seeded batches.
+- ``train``: the fine-tuning loop and its frozen ``TrainConfig``.
+- ``metrics``: loss, accuracy, precision, recall, F1, ROC AUC on probabilities, the pictures.
+- ``evaluate``: a model on a set of images, through ``predict``.
+- ``predict``: ``open_image`` and ``predict_proba``, what evaluation and serving both call.
+- ``bundle``: ``save_model`` / ``load_model`` (save_pretrained layout plus ``mri_model.json``).
+
+torch and transformers are imported inside functions where a module is also imported by DAG code,
+so parsing a DAG never loads them.
+"""

@@ -1,0 +1,70 @@
+"""What a model sees and says: bytes -> RGB image -> class probabilities.
+
+Evaluation and serving call these same two functions, so a promoted bundle predicts exactly what
+evaluation measured. The image processor saved with the model does resizing and normalisation.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+# PIL modes of single-channel images with more than 8 bits (16-bit PNG, 32-bit int, float).
+WIDE_GRAYSCALE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Decode ``data`` into an 8-bit RGB image, whatever its mode.
+
+    16-bit (and 32-bit) grayscale is scaled by the image's own maximum: MRI exports often keep
+    12-bit values in a 16-bit container, so a fixed /257 would leave them nearly black. RGBA and
+    palette images are laid on black, the background of an MRI slice. The image processor for
+    ResNet expects 3 channels; a grayscale image given to it as is fails or is misread.
+
+    :param data: the file's bytes (JPEG, PNG, anything PIL decodes).
+    """
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    if image.mode in WIDE_GRAYSCALE_MODES:
+        pixels = np.asarray(image, dtype=np.float64)
+        top = pixels.max()
+        scaled = np.zeros_like(pixels) if top <= 0 else np.clip(pixels, 0, None) * (255.0 / top)
+        image = Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA", "P"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def pixel_values(processor: Any, images: list[Image.Image]) -> torch.Tensor:
+    """The processor's tensor for ``images``: (n, 3, size, size), resized and normalised."""
+    return processor(images=images, return_tensors="pt")["pixel_values"]
+
+
+def predict_proba(model: Any, processor: Any, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
+    """Softmax probabilities, shape (n, num_labels), columns in ``model.config.id2label`` order.
+
+    :param model: a ``*ForImageClassification`` model.
+    :param processor: the image processor saved with it.
+    :param images: RGB images (see :func:`open_image`).
+    :param batch_size: images per forward pass.
+    """
+    import torch
+
+    num_labels = model.config.num_labels
+    if not images:
+        return np.zeros((0, num_labels), dtype=np.float32)
+    model.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            logits = model(pixel_values=pixel_values(processor, images[start : start + batch_size])).logits
+            chunks.append(torch.softmax(logits.float(), dim=-1).numpy())
+    return np.concatenate(chunks)
