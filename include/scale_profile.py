@@ -21,7 +21,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from include.config import DATA_DIR
+from include.config import DATA_DIR, PROJECT_ROOT
 from include.local_servers import (
     INSTALL_HINT,
     PG_BIN,
@@ -39,6 +39,14 @@ MOTO_KEY = "testing"
 # Celery pool processes per worker: each is a full Python with Airflow imported (~150 MB), and the
 # default (16) would start 32 of them on a small machine; the executor's parallelism caps the rest.
 WORKER_CONCURRENCY = "2"
+# What the Makefile exports for every target; here too, so `python -m include.scale_profile` run
+# from a plain shell finds the project's DAGs in its fresh Airflow home (the environment wins).
+PROJECT_AIRFLOW = {
+    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+    "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.* astro.*",
+}
 
 
 def create_database(postgres: PostgresServer, name: str) -> str:
@@ -126,7 +134,8 @@ def main() -> int:
         s3_endpoint = servers.enter_context(running_s3_server())
         create_bucket(s3_endpoint, "mri")
         meta_url = create_database(postgres, "airflow_meta")
-        env = {**os.environ, **scale_environment(args.home, meta_url, postgres.url, redis_url, s3_endpoint, "mri")}
+        profile = scale_environment(args.home, meta_url, postgres.url, redis_url, s3_endpoint, "mri")
+        env = {**PROJECT_AIRFLOW, **os.environ, **profile}
         log.info("PostgreSQL %s, Redis %s, S3 %s; migrating the metadata", postgres.url, redis_url, s3_endpoint)
         migrate_metadata(env)
         demo = subprocess.run([sys.executable, "-m", "include.demo", *demo_args], env=env)
