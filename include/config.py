@@ -79,6 +79,19 @@ class Settings:
     # Executor queue of the training task: point it at a queue only big workers (or a pod template
     # with more memory) serve, e.g. `training`; `default` runs it anywhere.
     training_queue: str = "default"
+    # Quality gate (Great Expectations): its file data context, Data Docs and runs index, offline HTML.
+    quality_dir: str = str(DATA_DIR / "quality")
+    # The gate fails when a class of the snapshot has fewer images than this.
+    quality_min_images_per_class: int = 50
+    # Class balance: the smallest class must hold at least this fraction of the largest, in [0, 1].
+    quality_min_class_ratio: float = 0.5
+    # Every image's width and height must lie in [quality_min_side, quality_max_side] pixels.
+    quality_min_side: int = 64
+    quality_max_side: int = 2048
+    # PIL modes the gate accepts (comma-separated in MRI_QUALITY_MODES).
+    quality_modes: tuple[str, ...] = ("L", "RGB")
+    # Largest share of a split's registry rows that may be quarantined, in [0, 1].
+    quality_max_quarantine_rate: float = 0.1
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:
@@ -98,6 +111,27 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} is not a positive integer; set it to e.g. {default}.")
     return value
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={raw!r} must be a number in [0, 1], e.g. {default}.")
+    return value
+
+
+def _quality_modes(environ: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(environ, "MRI_QUALITY_MODES")
+    modes = tuple(mode.strip() for mode in raw.split(",") if mode.strip()) if raw else Settings.quality_modes
+    if not modes:
+        raise ConfigError(f"MRI_QUALITY_MODES={raw!r} lists no PIL mode; set it to e.g. 'L,RGB'.")
+    return modes
 
 
 def _labels(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -185,6 +219,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         selection_metric=_selection_metric(environ),
         promotion_margin=_margin(environ),
         publish_target=_publish_target(environ),
+        quality_dir=_get(environ, "MRI_QUALITY_DIR") or defaults.quality_dir,
+        quality_min_images_per_class=_positive_int(
+            environ, "MRI_QUALITY_MIN_IMAGES_PER_CLASS", defaults.quality_min_images_per_class
+        ),
+        quality_min_class_ratio=_fraction(environ, "MRI_QUALITY_MIN_CLASS_RATIO", defaults.quality_min_class_ratio),
+        quality_min_side=_positive_int(environ, "MRI_QUALITY_MIN_SIDE", defaults.quality_min_side),
+        quality_max_side=_positive_int(environ, "MRI_QUALITY_MAX_SIDE", defaults.quality_max_side),
+        quality_modes=_quality_modes(environ),
+        quality_max_quarantine_rate=_fraction(
+            environ, "MRI_QUALITY_MAX_QUARANTINE_RATE", defaults.quality_max_quarantine_rate
+        ),
     )
 
 

@@ -1,0 +1,99 @@
+"""The quality-gate DAG, built once per split (dags/quality_gate_<split>.py), and the on-demand
+report DAG (dags/data_quality_report.py). The work is in ``include.quality``, imported inside the
+tasks: Great Expectations is never imported while the scheduler parses these files."""
+
+from __future__ import annotations
+
+import logging
+
+from airflow.decorators import dag, task
+from airflow.exceptions import AirflowFailException
+from airflow.models.dag import DAG
+
+from include.config import settings
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.datasets import GATE_PASSED, IMAGES
+from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
+from include.notifications import notify_on
+
+log = logging.getLogger(__name__)
+
+
+def build_quality_gate_dag(split: str, doc_md: str) -> DAG:
+    """images/<split> -> validate the snapshot -> quality/passed/<split>, only when it passed.
+
+    :param split: ``train`` or ``test``.
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+
+    @dag(
+        dag_id=f"quality_gate_{split}",
+        schedule=[IMAGES[split]],
+        max_active_runs=1,
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        tags=["mri", "quality", split],
+    )
+    def quality_gate():
+        # retries=0: a failed expectation is a fact about the data, not a transient error. The
+        # outlet is emitted only when the task succeeds, so a failing gate emits nothing.
+        @task(
+            pool=cfg.db_pool,
+            retries=0,
+            outlets=[GATE_PASSED[split]],
+            multiple_outputs=False,
+            **notify_on(
+                success=f"quality gate {split} passed: {{{{ ti.xcom_pull(task_ids=ti.task_id) }}}}",
+                failure=f"quality gate {split} failed; gated data for {split} is unchanged. Data Docs: "
+                f"{cfg.quality_dir}",
+            ),
+        )
+        def validate_snapshot(**context) -> dict:
+            """Validate the split's snapshot, record it in quality_runs; fail naming each failed expectation."""
+            from include.db import get_database
+            from include.quality import QualityGateFailed, run_gate
+
+            try:
+                outcome = run_gate(get_database(), split, context["run_id"])
+            except QualityGateFailed as failed:
+                raise AirflowFailException(str(failed)) from None
+            return outcome.summary()
+
+        ensure_db_pool() >> apply_db_migrations() >> validate_snapshot()
+
+    return quality_gate()
+
+
+def build_quality_report_dag(doc_md: str) -> DAG:
+    """By hand: validate both splits now and write the Data Docs; gates and records nothing.
+
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+
+    @dag(
+        dag_id="data_quality_report",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        tags=["mri", "quality", "report"],
+    )
+    def data_quality_report():
+        @task(pool=cfg.db_pool, multiple_outputs=False)
+        def validate_both_splits(**context) -> dict:
+            """The report passes whatever the data's verdict: it shows it, it does not act on it."""
+            from include.db import get_database
+            from include.quality import run_report
+
+            outcomes = run_report(get_database(), context["run_id"])
+            log.info("Data Docs index: %s", next(iter(outcomes.values())).index)
+            return {split: outcome.summary() for split, outcome in outcomes.items()}
+
+        ensure_db_pool() >> apply_db_migrations() >> validate_both_splits()
+
+    return data_quality_report()

@@ -1,0 +1,175 @@
+"""The quality gate on DuckDB and a real PostgreSQL: clean data passes and emits, every injected
+fault fails naming its expectation and emits nothing, and gated data stays what the gate saw."""
+
+import json
+from pathlib import Path
+
+import pytest
+from airflow.models.dataset import DatasetEvent
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState, TaskInstanceState
+
+from include.config import settings
+from include.datasets import GATE_PASSED
+from include.db import get_database
+from include.db.migrations import apply_migrations
+from include.quality_dag import build_quality_gate_dag, build_quality_report_dag
+from include.registry import ImageRecord, write_records
+from include.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
+
+
+def record(n: int, label: str, split: str = "train", name: str | None = None, mode: str = "L") -> ImageRecord:
+    """A registered image as the preprocess DAG writes it (96x96, content hash from ``n``)."""
+    uri = f"raw/{split}/{name or f'{label} ({n}).jpg'}"
+    return ImageRecord(f"{n:064x}", uri, split, label, 96, 96, mode, 10, "registered", None, "r")
+
+
+CLEAN = {
+    "train": [record(n, "glioma") for n in range(1, 4)] + [record(n, "meningioma") for n in range(4, 7)],
+    "test": [record(n, "glioma", "test") for n in range(11, 13)] + [record(n, "meningioma", "test") for n in (13, 14)],
+}
+
+
+@pytest.fixture
+def gate_env(db_conn_id, tmp_path, monkeypatch):
+    """The backend under test, quality and notification folders of this test, thresholds for a few images."""
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
+    monkeypatch.setenv("MRI_QUALITY_DIR", str(tmp_path / "quality"))
+    monkeypatch.setenv("MRI_NOTIFICATIONS_DIR", str(tmp_path / "notifications"))
+    monkeypatch.setenv("MRI_QUALITY_MIN_IMAGES_PER_CLASS", "2")
+    monkeypatch.setenv("MRI_QUALITY_MIN_CLASS_RATIO", "0.5")
+    settings.cache_clear()
+    db = get_database(db_conn_id)
+    apply_migrations(db)
+    write_records(db, CLEAN["train"] + CLEAN["test"], "r")
+    yield db, tmp_path
+    settings.cache_clear()
+
+
+def run_gate_dag(split: str = "train"):
+    dag = build_quality_gate_dag(split, "t")
+    dag.sync_to_db()  # registers its outlet Dataset, as the scheduler's DAG processor does
+    run = dag.test()
+    return run, run.get_task_instance("validate_snapshot")
+
+
+def gate_events(run) -> int:
+    with create_session() as session:
+        return (
+            session.query(DatasetEvent)
+            .filter(DatasetEvent.dataset.has(uri=GATE_PASSED["train"].uri), DatasetEvent.source_run_id == run.run_id)
+            .count()
+        )
+
+
+def quality_runs(db) -> list[tuple]:
+    return db.fetch_all("SELECT split, run_id, success, snapshot, statistics, report_path FROM quality_runs")
+
+
+def insert_image(db, content_hash: str, label: str | None) -> None:
+    """A row written straight into `images`, bypassing the registry's checks."""
+    p = db.placeholder
+    with db.transaction() as cursor:
+        cursor.execute(
+            "INSERT INTO images (content_hash, uri, split, label, width, height, mode, bytes, status, "
+            f"first_seen_run_id) VALUES ({p}, {p}, 'train', {p}, 96, 96, 'L', 10, 'registered', 'manual')",
+            (content_hash, f"raw/train/{content_hash}.jpg", label),
+        )
+
+
+def test_clean_data_passes_records_the_snapshot_and_emits(gate_env):
+    db, tmp_path = gate_env
+
+    run, ti = run_gate_dag()
+
+    assert run.state == DagRunState.SUCCESS
+    expected = snapshot_id([(r.content_hash, r.label) for r in CLEAN["train"]])
+    [(split, run_id, success, snapshot, statistics, report_path)] = quality_runs(db)
+    assert (split, run_id, bool(success), snapshot) == ("train", run.run_id, True, expected)
+    stats = statistics if isinstance(statistics, dict) else json.loads(statistics)
+    assert stats["classes"] == {"glioma": 3, "meningioma": 3}
+    assert len(stats["expectations"]) == 17 and all("observed" in e for e in stats["expectations"])
+    assert passed_snapshot(db, "train").snapshot_id == expected
+    assert gate_events(run) == 1
+    # The run's Data Docs page, and an index page that links it.
+    assert Path(report_path).is_file() and run.run_id in Path(report_path).read_text()
+    index = Path(ti.xcom_pull(task_ids="validate_snapshot")["index"])
+    assert index.is_relative_to(tmp_path / "quality") and Path(report_path).name in index.read_text()
+
+
+def add_train(*records: ImageRecord):
+    return lambda db: write_records(db, list(records), "r2")
+
+
+# fault -> (how it is injected, the column whose expectation must fail, settings it runs with)
+FAULTS = {
+    "leakage": (add_train(record(1, "glioma", "test", name="glioma (77).jpg")), "leaked_contents", {}),
+    "class_under_minimum": (
+        add_train(record(20, "glioma"), record(21, "glioma")),
+        "smallest_class_images",
+        {"MRI_QUALITY_MIN_IMAGES_PER_CLASS": "4", "MRI_QUALITY_MIN_CLASS_RATIO": "0"},
+    ),
+    "unknown_label": (lambda db: insert_image(db, "f" * 64, "pituitary"), "label", {}),
+    "null_label": (lambda db: insert_image(db, "e" * 64, None), "label", {}),
+    "imbalance": (add_train(*(record(n, "glioma") for n in range(20, 24))), "class_ratio", {}),
+    "two_labels": (
+        add_train(record(30, "glioma"), record(30, "meningioma", name="meningioma (30).jpg")),
+        "label_conflicts",
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
+def test_each_fault_fails_the_gate_names_it_and_emits_nothing(gate_env, fault, monkeypatch):
+    db, tmp_path = gate_env
+    inject, column, env = FAULTS[fault]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    inject(db)
+
+    run, ti = run_gate_dag()
+
+    assert run.state == DagRunState.FAILED and ti.state == TaskInstanceState.FAILED
+    assert ti.max_tries == 0  # a failed expectation is never retried
+    assert gate_events(run) == 0
+    with pytest.raises(NoGatedSnapshotError):
+        passed_snapshot(db, "train")
+    [(_, run_id, success, _, statistics, _)] = quality_runs(db)
+    assert run_id == run.run_id and not success
+    stats = statistics if isinstance(statistics, dict) else json.loads(statistics)
+    assert column in {e["column"] for e in stats["expectations"] if not e["success"]}
+    # The failure notification carries the task's error: each failed expectation, its observed value.
+    [notice] = (tmp_path / "notifications" / "quality_gate_train").glob("*.failure.json")
+    error = json.loads(notice.read_text())["exception"]
+    assert f"({column}) [" in error and "observed" in error
+
+
+def test_a_file_registered_after_the_gate_waits_for_the_next_gate_run(gate_env):
+    db, _ = gate_env
+    first, _ = run_gate_dag()
+    assert first.state == DagRunState.SUCCESS
+    write_records(db, [record(40, "glioma")], "late")
+
+    served = passed_snapshot(db, "train")
+
+    assert f"{40:064x}" not in {i.content_hash for i in served.images}
+    assert served.label_counts() == {"glioma": 3, "meningioma": 3}
+    second, _ = run_gate_dag()
+    assert second.state == DagRunState.SUCCESS
+    assert f"{40:064x}" in {i.content_hash for i in passed_snapshot(db, "train").images}
+
+
+def test_report_validates_both_splits_and_gates_nothing(gate_env):
+    db, tmp_path = gate_env
+    insert_image(db, "f" * 64, "pituitary")  # the report shows the failure, it does not act on it
+
+    run = build_quality_report_dag("t").test()
+
+    assert run.state == DagRunState.SUCCESS
+    result = run.get_task_instance("validate_both_splits").xcom_pull(task_ids="validate_both_splits")
+    assert (result["train"]["success"], result["test"]["success"]) == (False, True)
+    assert quality_runs(db) == [] and db.fetch_all("SELECT COUNT(*) FROM snapshot_images") == [(0,)]
+    index = Path(result["train"]["index"]).read_text()
+    assert index.count("<tr><td>") == 2 and "pituitary" in index
