@@ -7,6 +7,7 @@ as ``AIRFLOW_VAR_<NAME>`` environment variables are honoured under the same name
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,7 +52,10 @@ class Settings:
     max_image_pixels: int = 4096 * 4096
     # Base model: a local directory with a HuggingFace checkpoint, or `config:<name>` to build one
     # from a config with no download. A hub id works only where a hub is reachable.
-    model_source: str = "config:resnet-18"
+    # Named configs (include/ml/architectures.py): resnet-tiny (the demo default, 1.2M parameters),
+    # resnet-18, resnet-50 (ResNetConfig's own default: ~40 min for 30 epochs on 2 CPUs).
+    # `production` fine-tunes the promoted bundle (the config until one is promoted).
+    model_source: str = "config:resnet-tiny"
     # Folder of trained models, one `save_pretrained` directory per model id (written to a temp
     # name, then renamed).
     models_dir: str = str(DATA_DIR / "models")
@@ -79,6 +83,24 @@ class Settings:
     # Executor queue of the training task: point it at a queue only big workers (or a pod template
     # with more memory) serve, e.g. `training`; `default` runs it anywhere.
     training_queue: str = "default"
+    # Hyperparameters every fine-tune starts from (a sweep entry overrides them); the demo recipe
+    # measured on the phantom set, see include/ml/train.py TrainConfig for the rest.
+    train_epochs: int = 30
+    train_batch_size: int = 32
+    train_learning_rate: float = 2e-3
+    # Side, in pixels, images are resized to for training and evaluation.
+    train_image_size: int = 128
+    # The default sweep of train_model (also its `sweep` param): a JSON list of hyperparameter
+    # overrides, one fine-tuned model each. Small: `make demo` trains every entry.
+    train_sweep: tuple[dict, ...] = ({"learning_rate": 2e-3}, {"learning_rate": 1e-3})
+    # Pool of the fine-tune tasks, created at run time with this many slots: training takes every
+    # core, so one at a time on a small machine.
+    training_pool: str = "mri_training"
+    training_pool_slots: int = 1
+    # Threads torch uses in a training or evaluation task; 0: torch's default (one per core).
+    torch_threads: int = 0
+    # Evaluation pictures: <evaluations_dir>/<model_id>/<result_id>/{roc,confusion}.png.
+    evaluations_dir: str = str(DATA_DIR / "evaluations")
     # Quality gate (Great Expectations): its file data context, Data Docs and runs index, offline HTML.
     quality_dir: str = str(DATA_DIR / "quality")
     # The gate fails when a class of the snapshot has fewer images than this.
@@ -124,6 +146,56 @@ def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}={raw!r} must be a number in [0, 1], e.g. {default}.")
     return value
+
+
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} is not a positive number; set it to e.g. {default}.")
+    return value
+
+
+def _model_source(environ: Mapping[str, str]) -> str:
+    from include.ml.architectures import NAMED_CONFIGS
+
+    source = _get(environ, "MRI_MODEL_SOURCE") or Settings.model_source
+    if source.startswith("config:") and source.removeprefix("config:") not in NAMED_CONFIGS:
+        raise ConfigError(
+            f"MRI_MODEL_SOURCE={source!r} names no known config; use one of "
+            f"{', '.join('config:' + name for name in NAMED_CONFIGS)}, a checkpoint folder, or 'production'."
+        )
+    return source
+
+
+def _train_sweep(environ: Mapping[str, str]) -> tuple[dict, ...]:
+    raw = _get(environ, "MRI_TRAIN_SWEEP")
+    if raw is None:
+        return Settings.train_sweep
+    try:
+        sweep = json.loads(raw)
+    except ValueError:
+        sweep = None
+    if not isinstance(sweep, list) or not sweep or not all(isinstance(entry, dict) for entry in sweep):
+        raise ConfigError(
+            f"MRI_TRAIN_SWEEP={raw!r} must be a non-empty JSON list of objects, e.g. "
+            '\'[{"learning_rate": 0.002}, {"learning_rate": 0.001}]\'.'
+        )
+    return tuple(sweep)
+
+
+def _non_negative_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(environ, name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a whole number >= 0; set it to e.g. {default}.")
+    return int(raw)
 
 
 def _quality_modes(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -209,13 +281,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         labels_csv=_get(environ, "MRI_LABELS_CSV"),
         min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
         max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
-        model_source=_get(environ, "MRI_MODEL_SOURCE") or defaults.model_source,
+        model_source=_model_source(environ),
         models_dir=_get(environ, "MRI_MODELS_DIR") or defaults.models_dir,
         production_dir=_get(environ, "MRI_PRODUCTION_DIR") or defaults.production_dir,
         slack_conn_id=_get(environ, "MRI_SLACK_CONN_ID"),
         notifications_dir=_get(environ, "MRI_NOTIFICATIONS_DIR") or defaults.notifications_dir,
         celery_workers=_positive_int(environ, "MRI_CELERY_WORKERS", defaults.celery_workers),
         training_queue=_get(environ, "MRI_TRAINING_QUEUE") or defaults.training_queue,
+        train_epochs=_positive_int(environ, "MRI_TRAIN_EPOCHS", defaults.train_epochs),
+        train_batch_size=_positive_int(environ, "MRI_TRAIN_BATCH_SIZE", defaults.train_batch_size),
+        train_learning_rate=_positive_float(environ, "MRI_TRAIN_LEARNING_RATE", defaults.train_learning_rate),
+        train_image_size=_positive_int(environ, "MRI_TRAIN_IMAGE_SIZE", defaults.train_image_size),
+        train_sweep=_train_sweep(environ),
+        training_pool=_get(environ, "MRI_TRAINING_POOL") or defaults.training_pool,
+        training_pool_slots=_positive_int(environ, "MRI_TRAINING_POOL_SLOTS", defaults.training_pool_slots),
+        torch_threads=_non_negative_int(environ, "MRI_TORCH_THREADS", defaults.torch_threads),
+        evaluations_dir=_get(environ, "MRI_EVALUATIONS_DIR") or defaults.evaluations_dir,
         selection_metric=_selection_metric(environ),
         promotion_margin=_margin(environ),
         publish_target=_publish_target(environ),
