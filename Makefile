@@ -26,7 +26,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale system-deps test bench lint clean
+.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale copy-registry system-deps test bench lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -64,6 +64,9 @@ demo: migrate  ## run the pipeline on the embedded defaults (real scheduler + tr
 
 demo-scale: install  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
 	$(BIN)/python -m include.scale_profile
+
+copy-registry: install  ## copy the registry's tables between backends, e.g. FROM=mri_db TO=mri_pg (idempotent, verified)
+	$(BIN)/python -m include.db.copy --from $(or $(FROM),$(error set FROM=<connection id>)) --to $(or $(TO),$(error set TO=<connection id>))
 
 # Servers the tests start for real, from Debian's packages: installed here when we are root with
 # apt-get (as in CI), otherwise the message says what to install.

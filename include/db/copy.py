@@ -1,0 +1,217 @@
+"""``python -m include.db.copy --from mri_db --to mri_pg`` (``make copy-registry``): move the registry's
+history to another backend, e.g. from the DuckDB file to PostgreSQL when one writer is not enough.
+
+Invariants:
+- Every table a migration creates is copied (images, image_files, quality_runs, models,
+  model_results, and whatever later migrations add); views and Airflow's or the Astro SDK's own
+  tables are not. The target is migrated first, so it has every column the source has.
+- Only rows whose primary key is not in the target yet are written (through the backend layer's
+  ``insert_new_rows`` where the key is one column): a second run writes nothing, and rows the
+  target already has are kept as they are, never overwritten.
+- Verified per table: the target holds a row with the same values for every source row, shown by
+  row counts and an order-independent checksum of the source rows and of their matches in the target.
+- The source is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from include.db import RegistryDatabase, get_database
+from include.db.base import checked_identifiers
+from include.db.migrations import apply_migrations, discover
+
+log = logging.getLogger(__name__)
+
+# Rows per target transaction: bounded memory for 100k-row tables, few round trips.
+CHUNK_ROWS = 10_000
+CREATED_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.IGNORECASE)
+# Both DuckDB and PostgreSQL implement these information_schema views.
+COLUMNS_SQL = (
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = {p} ORDER BY ordinal_position"
+)
+PRIMARY_KEY_SQL = (
+    "SELECT kcu.column_name FROM information_schema.table_constraints tc "
+    "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
+    "AND kcu.table_name = tc.table_name AND kcu.table_schema = tc.table_schema "
+    "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema() AND tc.table_name = {p} "
+    "ORDER BY kcu.ordinal_position"
+)
+
+
+class CopyError(RuntimeError):
+    """The copy cannot be made or did not verify; the message names the table and what to do."""
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    table: str
+    source_rows: int
+    copied: int
+    target_rows: int
+    source_checksum: str
+    target_checksum: str  # of the target's rows with the source's keys
+
+    @property
+    def verified(self) -> bool:
+        return self.source_checksum == self.target_checksum
+
+
+def registry_tables() -> list[str]:
+    """The tables the migrations create, in the order they first appear."""
+    names = [name.lower() for m in discover() for name in CREATED_TABLE.findall(m.sql)]
+    return [name for name in dict.fromkeys(names) if name != "schema_migrations"]
+
+
+def canonical(value: Any, is_json: bool) -> Any:
+    """A value as both backends read it back: JSON as parsed data, times in UTC, exact numbers."""
+    if value is None:
+        return None
+    if is_json:
+        return json.loads(value) if isinstance(value, str) else value
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def row_digest(row: Sequence[Any]) -> int:
+    text = json.dumps(list(row), sort_keys=True, separators=(",", ":"), default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "big")
+
+
+def checksum(digests: Iterator[int]) -> str:
+    """Order-independent: the sum of the rows' digests (a sum, unlike XOR, counts duplicates)."""
+    return f"{sum(digests) % (1 << 128):032x}"
+
+
+class TableReader:
+    """The columns, key and canonical rows of one table of one database."""
+
+    def __init__(self, db: RegistryDatabase, table: str):
+        self.db, self.table = db, table
+        columns = db.fetch_all(COLUMNS_SQL.format(p=db.placeholder), (table,))
+        self.columns = [name for name, _ in columns]
+        self.json_columns = {name for name, data_type in columns if data_type.lower() in ("json", "jsonb")}
+        key = [name for (name,) in db.fetch_all(PRIMARY_KEY_SQL.format(p=db.placeholder), (table,))]
+        # A table without a primary key: a row is its own key.
+        self.key = key or self.columns
+        checked_identifiers(table, *self.columns)
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.columns)
+
+    def rows(self, columns: Sequence[str]) -> list[tuple]:
+        """All rows, ``columns`` in that order, values canonical."""
+        flags = [name in self.json_columns for name in columns]
+        raw = self.db.fetch_all(f"SELECT {', '.join(columns)} FROM {self.table}")
+        return [tuple(canonical(v, is_json) for v, is_json in zip(row, flags, strict=True)) for row in raw]
+
+
+def for_writing(value: Any) -> Any:
+    """JSON values go back as JSON text: both backends parse it into their JSON column."""
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def copy_table(source: RegistryDatabase, target: RegistryDatabase, table: str) -> TableCopy | None:
+    """Copy the rows of ``table`` the target lacks, then verify; None if the source has no such table."""
+    reader = TableReader(source, table)
+    if not reader.exists:
+        return None
+    writer = TableReader(target, table)
+    missing = [name for name in reader.columns if name not in writer.columns]
+    if missing:
+        raise CopyError(f"{table}: the target has no columns {missing}; is the source's schema newer than migrations/?")
+    columns, key = reader.columns, reader.key
+    key_index = [columns.index(name) for name in key]
+    source_rows = reader.rows(columns)
+    target_by_key = {tuple(row[i] for i in key_index): row for row in writer.rows(columns)}
+    new = [row for row in source_rows if tuple(row[i] for i in key_index) not in target_by_key]
+    for start in range(0, len(new), CHUNK_ROWS):
+        chunk = [tuple(map(for_writing, row)) for row in new[start : start + CHUNK_ROWS]]
+        with target.transaction() as cursor:
+            if len(key) == 1:
+                target.insert_new_rows(cursor, table, columns, key[0], chunk)
+            else:
+                # A composite key has no one-column ON CONFLICT target; the rows were filtered
+                # against the target above, and one copy runs at a time.
+                marks = ", ".join([target.placeholder] * len(columns))
+                cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", chunk)
+    after = {tuple(row[i] for i in key_index): row for row in writer.rows(columns)}
+    matched = [after[k] for k in (tuple(row[i] for i in key_index) for row in source_rows) if k in after]
+    return TableCopy(
+        table=table,
+        source_rows=len(source_rows),
+        copied=len(new),
+        target_rows=len(after),
+        source_checksum=checksum(map(row_digest, source_rows)),
+        target_checksum=checksum(map(row_digest, matched)),
+    )
+
+
+def copy_registry(source_conn_id: str, target_conn_id: str) -> list[TableCopy]:
+    """Migrate the target, copy every registry table the source has, and verify each.
+
+    :param source_conn_id: Airflow connection of the registry to copy from (read only).
+    :param target_conn_id: Airflow connection of the registry to copy into.
+    """
+    if source_conn_id == target_conn_id:
+        raise CopyError(f"FROM and TO are both {source_conn_id!r}; name two registry connections.")
+    source, target = get_database(source_conn_id), get_database(target_conn_id)
+    applied = apply_migrations(target)
+    log.info("Copying %r -> %r (migrations applied to the target now: %s)", source, target, applied or "none")
+    results = [result for table in registry_tables() if (result := copy_table(source, target, table))]
+    return results
+
+
+def report(results: Sequence[TableCopy]) -> list[str]:
+    """The copy as a Markdown table."""
+    lines = [
+        "| table | source rows | copied now | target rows | checksum (source) | target matches |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        match = "yes" if r.verified else f"NO ({r.target_checksum[:12]})"
+        lines.append(
+            f"| {r.table} | {r.source_rows} | {r.copied} | {r.target_rows} | {r.source_checksum[:12]} | {match} |"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.db.copy", description=__doc__)
+    parser.add_argument("--from", dest="source", required=True, help="connection id to copy from, e.g. mri_db")
+    parser.add_argument("--to", dest="target", required=True, help="connection id to copy into, e.g. mri_pg")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = copy_registry(args.source, args.target)
+    for line in report(results):
+        log.info("%s", line)
+    differ = [r.table for r in results if not r.verified]
+    if differ:
+        log.error(
+            "The target holds other values under some of the source's keys in %s (kept, not overwritten). "
+            "Compare those rows before pointing AIRFLOW_VAR_MRI_DB_CONN_ID at %r.",
+            differ,
+            args.target,
+        )
+        return 1
+    log.info("Every source row is in %r. Point AIRFLOW_VAR_MRI_DB_CONN_ID at it.", args.target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
