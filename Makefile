@@ -26,7 +26,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale copy-registry system-deps test bench lint clean
+.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale copy-registry system-deps test bench dq-report lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -59,8 +59,8 @@ migrate: airflow-db  ## apply migrations/ to the registry and size its pool
 phantom: install  ## generate the phantom MRI data set into data/phantom (330 per class, seed 0)
 	$(BIN)/python -m include.phantom --out $(PROJECT)/data/phantom --per-class 330 --seed 0
 
-demo: migrate  ## run the pipeline on the embedded defaults (real scheduler + triggerer)
-	$(BIN)/python -m include.demo
+demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + triggerer); KEEP_UI=1 keeps the UI up
+	$(BIN)/python -m include.demo $(if $(KEEP_UI),--keep-ui)
 
 demo-scale: install  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
 	$(BIN)/python -m include.scale_profile
@@ -86,9 +86,13 @@ system-deps:  ## install the Debian packages the tests need (PostgreSQL 15, Redi
 test: install system-deps  ## run the test suite (starts its own PostgreSQL, Redis, S3 endpoint and Airflow)
 	$(BIN)/python -m pytest tests
 
-bench: install  ## registry write throughput, and where the preprocess DAG's time goes (Markdown tables)
+bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate (Markdown tables)
 	$(BIN)/python -m benchmarks.registry_writes
 	$(BIN)/python -m benchmarks.preprocess_stages
+	$(BIN)/python -m benchmarks.quality_gate
+
+dq-report: migrate  ## validate both splits now (backend of MRI_DB_CONN_ID), print the Data Docs page; gates nothing
+	$(BIN)/python -m include.quality report
 
 lint: install  ## ruff (lint + format) and hadolint
 	$(BIN)/ruff check .

@@ -88,10 +88,11 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def airflow_services(log_dir: Path) -> Iterator[None]:
+def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[None]:
     """A scheduler, a triggerer and (CeleryExecutor) the Celery workers, stopped when the block ends.
 
     :param log_dir: where each component's output goes (``<name>.log``).
+    :param webserver: also the webserver, on 127.0.0.1:8080.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     # The executor starts every task as an `airflow tasks run` process: the venv's airflow, and
@@ -102,6 +103,14 @@ def airflow_services(log_dir: Path) -> Iterator[None]:
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     components = [(service, [sys.executable, "-m", "airflow", service], {}) for service in ("scheduler", "triggerer")]
+    if webserver:
+        components.append(
+            (
+                "webserver",
+                [sys.executable, "-m", "airflow", "webserver", "--port", "8080", "--hostname", "127.0.0.1"],
+                {},
+            )
+        )
     if uses_celery():
         components += celery_worker_commands(log_dir, settings().celery_workers)
     processes: list[subprocess.Popen] = []

@@ -1,17 +1,21 @@
 """``python -m include.demo``: the whole event-driven pipeline, once, on the configured backends.
 
-Starts a real Airflow scheduler and triggerer, unpauses the pipeline's DAGs, uploads the phantom
-data set (plus two files that are not images) into ``landing/``, and waits until every file that
-reached ``raw/`` has been registered: the continuous DAGs' deferrable sensors fire, the files are
-moved in mapped batches, the raw Datasets start the preprocess DAGs. Then it stops the
-scheduler and triggerer and logs what the registry holds. ``make demo`` runs it on the defaults
-(DuckDB, a local folder, SQLite metadata); the end-to-end test runs it on a small data set.
+Starts a real Airflow scheduler and triggerer (and the webserver with ``--keep-ui``), unpauses the
+pipeline's DAGs, uploads the phantom data set plus stray files into ``landing/``, and lets Datasets
+drive the chain: ingest -> preprocess -> quality gate -> train (the sweep) -> evaluate baseline and
+fine-tuned -> pick and promote. While it waits it prints one line per change (a DAG run started or
+finished, files moved and registered, training epochs). When the pipeline is quiet (landing empty,
+no run active or queued by a Dataset) it stops what it started, reads the registry and prints a
+summary, also written to ``reports/demo_summary.json``. ``make demo`` runs it on the defaults
+(DuckDB, a local folder, SQLite metadata); the end-to-end tests run it on small data sets.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -20,45 +24,68 @@ from pathlib import Path
 import pendulum
 
 from include.airflow_services import airflow_services
-from include.config import DATA_DIR, SQL_DIR, settings
+from include.config import DATA_DIR, PROJECT_ROOT, settings
 from include.datasets import SPLITS
 from include.storage import get_storage
 
 log = logging.getLogger("include.demo")
 
-PIPELINE_DAGS = [f"{stage}_{split}_data" for stage in ("in_new", "preprocess") for split in SPLITS]
-# Files a real upload area receives too; the ingestion DAGs must quarantine them, not stop.
-NOT_IMAGES = {"notes (1).jpg": b"report dictated by the radiologist", "empty (2).jpg": b""}
+# The chain in order; a stage's DAGs are unpaused only up to --until.
+STAGES = {
+    "registry": [f"{stage}_{split}_data" for stage in ("in_new", "preprocess") for split in SPLITS],
+    "gate": [f"quality_gate_{split}" for split in SPLITS],
+    "evaluated": ["train_model", "test_baseline_model", "test_fine_tuned_model"],
+    "deployed": ["deploy_best_model"],
+}
+CONTINUOUS_SENSOR = "wait_for_landing_files"
+# Files a real upload area receives too: text, an empty file, a truncated JPEG, a hostile name.
+# Ingestion or the registry must quarantine each with a reason, and the demo still completes.
+STRAY_FILES = {
+    "notes (1).jpg": b"report dictated by the radiologist",
+    "empty (2).jpg": b"",
+    "glioma (9001).jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40,
+    "glioma (9002)'); DROP TABLE images;--.png": b"\x89PNG\r\n\x1a\n" + b"cut short",
+}
+SUMMARY_PATH = PROJECT_ROOT / "reports" / "demo_summary.json"
+UI_ADDRESS = "http://127.0.0.1:8080"
 
 
-def unpause_pipeline() -> None:
+def pipeline_dags(until: str) -> list[str]:
+    names = list(STAGES)
+    return [dag_id for stage in names[: names.index(until) + 1] for dag_id in STAGES[stage]]
+
+
+def unpause(dag_ids: list[str]) -> None:
     """Register the DAGs in the metadata DB and unpause them, as a user would in the UI."""
     from airflow.models import DagBag, DagModel
 
     bag = DagBag(include_examples=False)
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    missing = sorted(set(dag_ids) - set(bag.dag_ids))
+    if missing:
+        raise RuntimeError(f"DAGs of the chain not found in {bag.dag_folder}: {missing}")
     bag.sync_to_db()
-    for dag_id in PIPELINE_DAGS:
+    for dag_id in dag_ids:
         DagModel.get_dagmodel(dag_id).set_is_paused(False)
 
 
 def upload(phantom_dir: Path) -> dict[str, int]:
-    """Copy the phantom images (and NOT_IMAGES) into landing/<split>/; returns files per split."""
+    """Copy the phantom images (and STRAY_FILES) into landing/<split>/; returns files per split."""
     storage = get_storage()
     uploaded: Counter = Counter()
     for split in SPLITS:
         for path in sorted((phantom_dir / split).glob("*.*")):
             storage.write(f"landing/{split}/{path.name}", path.read_bytes())
             uploaded[split] += 1
-    for name, data in NOT_IMAGES.items():
+    for name, data in STRAY_FILES.items():
         storage.write(f"landing/train/{name}", data)
         uploaded["train"] += 1
     return dict(uploaded)
 
 
-def progress(since: pendulum.DateTime) -> dict[str, Counter]:
-    """Per split, from XComs of this demo's runs: files handled by ingestion, files registered."""
+def file_counts(since: pendulum.DateTime) -> dict[str, Counter]:
+    """Per split, from the XComs of this demo's runs: files moved by ingestion, files registered."""
     from airflow.models import XCom
     from airflow.utils.session import create_session
 
@@ -73,63 +100,185 @@ def progress(since: pendulum.DateTime) -> dict[str, Counter]:
                     XCom.dag_id == dag_id, XCom.task_id == task_id, XCom.key == "return_value", XCom.timestamp >= since
                 )
                 for row in rows:
-                    for outcome, n in row.value["counts"].items():  # deserialized on load
+                    for outcome, n in (row.value or {}).get("counts", {}).items():
                         seen[split][prefix + outcome] += n
     return seen
 
 
-def failed_tasks(since: pendulum.DateTime) -> list[str]:
-    """Pipeline tasks that failed for good (retries spent) since ``since``."""
+class Watcher:
+    """Polls the metadata DB and the task logs; prints one line per change; knows when all is quiet."""
+
+    def __init__(self, dag_ids: list[str], since: pendulum.DateTime):
+        self.dag_ids, self.since = dag_ids, since
+        self.run_states: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, dict] = {}
+        self.log_offsets: dict[Path, int] = {}
+
+    def poll(self) -> bool:
+        """Print what changed; return True when the pipeline is quiet. Raises when a run failed."""
+        from airflow.models import DagRun, TaskInstance
+        from airflow.models.dataset import DatasetDagRunQueue
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState, TaskInstanceState
+
+        self._print_epochs()
+        with create_session() as session:
+            runs = session.query(DagRun).filter(DagRun.dag_id.in_(self.dag_ids), DagRun.start_date >= self.since)
+            failed = []
+            for run in runs:
+                key, state = (run.dag_id, run.run_id), run.state
+                if self.run_states.get(key) != state:
+                    self.run_states[key] = state
+                    self._print_run(run)
+                if state == DagRunState.FAILED:
+                    failed.append(run)
+            if failed:
+                raise PipelineFailed(failed_tasks(session, failed))
+            busy = session.query(TaskInstance).filter(
+                TaskInstance.dag_id.in_(self.dag_ids),
+                TaskInstance.task_id != CONTINUOUS_SENSOR,
+                TaskInstance.state.in_(
+                    [
+                        TaskInstanceState.SCHEDULED,
+                        TaskInstanceState.QUEUED,
+                        TaskInstanceState.RUNNING,
+                        TaskInstanceState.UP_FOR_RETRY,
+                        TaskInstanceState.RESTARTING,
+                        TaskInstanceState.DEFERRED,
+                    ]
+                ),
+            )
+            queued_by_datasets = session.query(DatasetDagRunQueue).filter(
+                DatasetDagRunQueue.target_dag_id.in_(self.dag_ids)
+            )
+            pending_runs = session.query(DagRun).filter(
+                DagRun.dag_id.in_([d for d in self.dag_ids if not d.startswith("in_new_")]),
+                DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]),
+            )
+            quiet = not (busy.count() or queued_by_datasets.count() or pending_runs.count())
+        self._print_counts()
+        return quiet and not any(get_storage().list(f"landing/{split}/") for split in SPLITS)
+
+    def _print_run(self, run) -> None:
+        if run.state == "running" or run.end_date is None:
+            log.info("> %-22s run started (%s)", run.dag_id, run.run_type)
+            return
+        took = (run.end_date - run.start_date).total_seconds()
+        log.info("%s %-22s run %s in %.0f s", "+" if run.state == "success" else "!", run.dag_id, run.state, took)
+
+    def _print_counts(self) -> None:
+        for split, counts in file_counts(self.since).items():
+            if counts and self.counts.get(split) != counts:
+                self.counts[split] = counts
+                log.info("  files %-5s %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+    def _print_epochs(self) -> None:
+        """The training task's epoch lines, as they are written to its log."""
+        from airflow.configuration import conf
+
+        logs = Path(conf.get("logging", "base_log_folder")) / "dag_id=train_model"
+        for path in sorted(logs.glob("**/*.log")):
+            offset = self.log_offsets.get(path, 0)
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self.log_offsets[path] = offset + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                if re.search(r"\bepoch\b", line, flags=re.IGNORECASE):
+                    log.info("  train %s", line.split(" - ", 1)[-1].split("} ", 1)[-1].strip())
+
+
+class PipelineFailed(RuntimeError):
+    """A DAG run of the chain failed; the message names each failed task and its error."""
+
+
+def failed_tasks(session, runs) -> str:
     from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
 
-    with create_session() as session:
-        failed = session.query(TaskInstance).filter(
-            TaskInstance.dag_id.in_(PIPELINE_DAGS),
-            TaskInstance.state == TaskInstanceState.FAILED,
-            TaskInstance.end_date >= since,
-        )
-        return [f"{ti.dag_id}.{ti.task_id}[{ti.map_index}]" for ti in failed]
+    lines = []
+    for run in runs:
+        for ti in session.query(TaskInstance).filter(
+            TaskInstance.dag_id == run.dag_id,
+            TaskInstance.run_id == run.run_id,
+            TaskInstance.state.in_([TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED]),
+        ):
+            lines.append(f"{ti.dag_id}.{ti.task_id}[{ti.map_index}] {ti.state}")
+    notes = sorted(Path(settings().notifications_dir).glob("*/*.failure.json"), key=lambda p: p.stat().st_mtime)
+    reasons = [json.loads(p.read_text()) for p in notes[-3:]]
+    detail = "; ".join(f"{r['dag_id']}.{r['task_id']}: {r['exception']}" for r in reasons if r.get("exception"))
+    return f"Pipeline runs failed: {', '.join(lines)}. {detail} (task logs under $AIRFLOW_HOME/logs)"
 
 
-def wait_until_registered(uploaded: dict[str, int], since: pendulum.DateTime, timeout: float) -> dict[str, Counter]:
-    """Until every upload left landing and every file that reached raw/ is in the registry."""
+def wait_until_quiet(watcher: Watcher, timeout: float, poll_seconds: float = 2) -> None:
+    """Until nothing is left to do: landing empty, no run active or queued by a Dataset."""
     deadline = time.monotonic() + timeout
+    quiet_polls = 0
     while True:
-        if failed := failed_tasks(since):
-            raise RuntimeError(f"Pipeline tasks failed: {failed}; their logs are under $AIRFLOW_HOME/logs")
-        seen = progress(since)
-        # Duplicates (bytes already in raw/) and ingestion's quarantine never reach the registry.
-        ingested = {s: sum(n for k, n in seen[s].items() if k.startswith("ingest_")) for s in SPLITS}
-        registered = {s: seen[s]["registry_registered"] + seen[s]["registry_quarantined"] for s in SPLITS}
-        if all(ingested[s] >= uploaded.get(s, 0) and registered[s] >= seen[s]["ingest_moved"] for s in SPLITS):
-            return seen
+        # Two quiet polls in a row: a task that has just finished may not have committed its
+        # Dataset event yet when the first one looks.
+        quiet_polls = quiet_polls + 1 if watcher.poll() else 0
+        if quiet_polls >= 2:
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Pipeline did not finish within {timeout:.0f} s; progress so far: {seen}")
-        time.sleep(3)
+            raise TimeoutError(f"The pipeline did not finish within {timeout:.0f} s; see the lines above.")
+        time.sleep(poll_seconds)
 
 
-def registry_report() -> list[tuple]:
-    """The registry per split, status and label (read after the scheduler stopped: DuckDB is one writer)."""
-    from include.db import get_database
+def run(phantom_dir: Path, timeout: float, until: str = "deployed", keep_ui: bool = False) -> dict:
+    """Run the pipeline once on the data in ``phantom_dir``; return the summary.
 
-    db = get_database()
-    query = (SQL_DIR / "registry_summary.sql").read_text().replace("{{ split }}", db.placeholder)
-    return [(split, *row) for split in SPLITS for row in db.fetch_all(query, (split,))]
-
-
-def run(phantom_dir: Path, timeout: float) -> tuple[dict[str, Counter], list[tuple]]:
-    """Run the pipeline once on the data in ``phantom_dir``; returns the progress and the report."""
+    :param phantom_dir: a data set made by ``include.phantom`` (``train/`` and ``test/``).
+    :param timeout: seconds to wait for the pipeline to become quiet.
+    :param until: the last stage to run: registry, gate, evaluated or deployed.
+    :param keep_ui: start the webserver too and keep everything running until Ctrl-C.
+    """
     from airflow.configuration import conf
 
-    unpause_pipeline()
+    from include.demo_summary import build_summary
+
+    started = time.monotonic()
+    dag_ids = pipeline_dags(until)
+    unpause(dag_ids)
+    if keep_ui:
+        ensure_ui_user()
     since = pendulum.now("UTC")
-    with airflow_services(Path(conf.get("logging", "base_log_folder")).parent / "demo"):
+    with airflow_services(Path(conf.get("logging", "base_log_folder")).parent / "demo", webserver=keep_ui):
+        if keep_ui:
+            log.info("Airflow UI: %s (user admin, password admin)", UI_ADDRESS)
         uploaded = upload(phantom_dir)
-        log.info("Uploaded %s into landing/; waiting for the DAGs", uploaded)
-        seen = wait_until_registered(uploaded, since, timeout)
-    return seen, registry_report()
+        log.info("Uploaded %s files into landing/; the sensors take it from here", uploaded)
+        watcher = Watcher(dag_ids, since)
+        wait_until_quiet(watcher, timeout)
+        if keep_ui:
+            log.info("Done; the UI stays up at %s. Ctrl-C stops everything.", UI_ADDRESS)
+            wait_for_interrupt()
+    # DuckDB has one writer at a time: the registry is read only after every task stopped.
+    summary = build_summary(file_counts(since), until, wall_seconds=time.monotonic() - started)
+    if keep_ui:
+        summary["ui"] = UI_ADDRESS
+    return summary
+
+
+def ensure_ui_user() -> None:
+    """A local admin for the UI the demo keeps up (127.0.0.1 only): admin / admin."""
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "users", "create", "--username", "admin", "--password", "admin"]
+        + ["--role", "Admin", "--firstname", "Demo", "--lastname", "Admin", "--email", "admin@localhost"],
+        check=True,
+        capture_output=True,  # says "already exist" on a second demo, with exit code 0
+    )
+
+
+def wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log.info("Stopping")
 
 
 def main() -> int:
@@ -137,25 +286,37 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, default=330, help="phantom images per class (train + test)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the pipeline")
     parser.add_argument("--phantom-dir", type=Path, default=DATA_DIR / "phantom", help="where the data set is made")
+    parser.add_argument("--until", choices=list(STAGES), default="deployed", help="the last stage to run")
+    parser.add_argument("--keep-ui", action="store_true", help="start the webserver and keep it up (Ctrl-C stops)")
+    parser.add_argument("--summary", type=Path, default=SUMMARY_PATH, help="where the JSON summary is written")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
 
+    from include.demo_summary import print_summary, write_summary
     from include.phantom import PhantomConfig, generate_dataset
 
-    phantom_dir = args.phantom_dir
-    if not (phantom_dir / "manifest.csv").exists():
-        generate_dataset(phantom_dir, PhantomConfig(per_class=args.per_class))
-    started = time.monotonic()
-    seen, report = run(phantom_dir, args.timeout)
-    log.info(
-        "Pipeline finished in %.0f s. Ingestion and registration per split: %s",
-        time.monotonic() - started,
-        {split: dict(counts) for split, counts in seen.items()},
-    )
-    log.info("Registry (%s) per split, status, label:", settings().db_conn_id)
-    for row in report:
-        log.info("  %-5s %-11s %-10s %5s", *row)
+    if not (args.phantom_dir / "manifest.csv").exists():
+        log.info("Generating the phantom data set (%s per class) into %s", args.per_class, args.phantom_dir)
+        generate_dataset(args.phantom_dir, PhantomConfig(per_class=args.per_class))
+    try:
+        summary = run(args.phantom_dir, args.timeout, args.until, args.keep_ui)
+    except (PipelineFailed, TimeoutError) as err:
+        log.error("%s", err)
+        return 1
+    print_summary(summary, previous=args.summary)
+    write_summary(summary, args.summary)
     return 0
+
+
+def configure_logging() -> None:
+    """One handler of our own: Airflow also configures the root logger, which printed each line twice."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    for name in ("include.demo", "include.demo_summary"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_ser
             str(tmp_path / "phantom"),
             "--timeout",
             "600",
+            "--until",
+            "registry",
+            "--summary",
+            str(tmp_path / "summary.json"),
         ],
         env=env,
         capture_output=True,
@@ -48,7 +52,7 @@ def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_ser
     )
 
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "Registry (mri_pg)" in demo.stderr + demo.stdout
+    assert "Summary written to" in demo.stdout
     with psycopg2.connect(postgres_server.url) as conn, conn.cursor() as cur:
         cur.execute("SELECT split, COUNT(*) FROM images WHERE status = 'registered' GROUP BY split ORDER BY split")
         assert cur.fetchall() == [("test", 6), ("train", 18)]

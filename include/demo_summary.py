@@ -1,0 +1,142 @@
+"""What a demo run did, read from the registry after every Airflow component stopped: printed, and
+written to ``reports/demo_summary.json`` (the keys are documented in the README)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from include.config import settings
+from include.datasets import SPLITS
+from include.db import RegistryDatabase, get_database
+from include.db.migrations import apply_migrations
+
+log = logging.getLogger("include.demo_summary")
+
+METRICS = ("roc_auc", "accuracy", "f1", "loss")
+
+
+def build_summary(counts: dict[str, Counter], until: str, wall_seconds: float) -> dict:
+    """The summary of one demo run.
+
+    :param counts: files per split and outcome, from the run's XComs (``ingest_moved``, ...).
+    :param until: the last stage the demo ran.
+    :param wall_seconds: the demo's wall time.
+    """
+    db = get_database()
+    apply_migrations(db)  # a demo stopped before any registry DAG ran still gets a summary
+    p = db.placeholder
+    summary: dict = {
+        "until": until,
+        "ingested": sum(c["ingest_moved"] for c in counts.values()),
+        "duplicates": sum(c["ingest_duplicate"] for c in counts.values()),
+        "quarantined": sum(c["ingest_quarantined"] + c["registry_quarantined"] for c in counts.values()),
+        "registered_now": sum(c["registry_registered"] for c in counts.values()),
+        "registry": {
+            split: dict(
+                db.fetch_all(f"SELECT status, COUNT(*) FROM images WHERE split = {p} GROUP BY status", (split,))
+            )
+            for split in SPLITS
+        },
+    }
+    gate = {split: latest_gate(db, split) for split in SPLITS}
+    summary["gate_passed"] = {split: (row or {}).get("success") for split, row in gate.items()}
+    summary["report"] = (gate["test"] or gate["train"] or {}).get("report_path")
+    test_snapshot = (gate["test"] or {}).get("snapshot") if summary["gate_passed"]["test"] else None
+    summary["test_snapshot"] = test_snapshot
+    summary["baseline"] = result_of(db, "m.role = 'baseline'", test_snapshot)
+    production = db.fetch_all("SELECT model_id, path FROM models WHERE stage = 'production'")
+    summary["promoted_model"] = production[0][0] if production else None
+    summary["fine_tuned"] = (
+        result_of(db, f"m.model_id = {p}", test_snapshot, (production[0][0],))
+        if production
+        else result_of(db, "m.role = 'fine_tuned'", test_snapshot)
+    )
+    summary["roc_png"] = (summary["fine_tuned"] or {}).get("roc_png")
+    summary["bundle"] = str(Path(settings().production_dir) / "current") if production else None
+    summary["decision"] = latest_decision(db)
+    summary["wall_seconds"] = round(wall_seconds, 1)
+    return summary
+
+
+def latest_gate(db: RegistryDatabase, split: str) -> dict | None:
+    rows = db.fetch_all(
+        "SELECT success, snapshot, report_path, run_id FROM quality_runs "
+        f"WHERE split = {db.placeholder} ORDER BY created_at DESC LIMIT 1",
+        (split,),
+    )
+    return dict(zip(("success", "snapshot", "report_path", "run_id"), rows[0], strict=True)) if rows else None
+
+
+def result_of(db: RegistryDatabase, which: str, snapshot: str | None, parameters: tuple = ()) -> dict | None:
+    """The newest result on ``snapshot`` of the model(s) ``which`` selects (a code constant)."""
+    if snapshot is None:
+        return None
+    rows = db.fetch_all(
+        "SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss, r.roc_png FROM model_results r "
+        f"JOIN models m ON m.model_id = r.model_id WHERE {which} AND r.test_snapshot = {db.placeholder} "
+        "ORDER BY r.roc_auc DESC, r.evaluated_at DESC LIMIT 1",
+        (*parameters, snapshot),
+    )
+    if not rows:
+        return None
+    model_id, *values, roc_png = rows[0]
+    metrics = {k: round(v, 4) if v is not None else None for k, v in zip(METRICS, values, strict=True)}
+    return {"model_id": model_id, **metrics, "roc_png": roc_png}
+
+
+def latest_decision(db: RegistryDatabase) -> dict | None:
+    rows = db.fetch_all("SELECT promoted, reason, run_id FROM promotions ORDER BY decided_at DESC LIMIT 1")
+    return dict(zip(("promoted", "reason", "run_id"), rows[0], strict=True)) if rows else None
+
+
+def changes(summary: dict, previous: dict | None) -> list[str]:
+    """What this run changed, in words (a second `make demo` should say why nothing happened)."""
+    said = []
+    if summary["ingested"] == 0:
+        said.append(f"nothing new to ingest ({summary['duplicates']} uploads were already in raw/)")
+    else:
+        said.append(f"{summary['ingested']} files ingested, {summary['registered_now']} registered")
+    if previous and previous.get("promoted_model") == summary["promoted_model"]:
+        why = (summary.get("decision") or {}).get("reason") if summary["registered_now"] else None
+        said.append(
+            f"production model unchanged ({summary['promoted_model']}): "
+            + (why or "no new gated data, so the gate, training and evaluation had nothing to do")
+        )
+    elif summary["promoted_model"]:
+        said.append(f"promoted {summary['promoted_model']}")
+    return said
+
+
+def print_summary(summary: dict, previous: Path) -> None:
+    before = json.loads(previous.read_text()) if previous.exists() else None
+    log.info("")
+    log.info("Demo finished in %.0f s (until: %s)", summary["wall_seconds"], summary["until"])
+    for line in changes(summary, before):
+        log.info("  - %s", line)
+    log.info(
+        "  ingested %s, quarantined %s, registry %s", summary["ingested"], summary["quarantined"], summary["registry"]
+    )
+    log.info("  gate passed: %s; report: %s", summary["gate_passed"], summary["report"])
+    for name in ("baseline", "fine_tuned"):
+        result = summary.get(name)
+        if result:
+            log.info("  %-10s %s: %s", name, result["model_id"], ", ".join(f"{k} {result[k]}" for k in METRICS))
+    log.info("  production model: %s (bundle %s)", summary["promoted_model"], summary["bundle"])
+    log.info("  ROC curve: %s", summary["roc_png"])
+    if summary.get("ui"):
+        log.info("  UI: %s", summary["ui"])
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    """Temp file then rename: a reader never sees half a summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(summary, handle, indent=2, default=str)
+    os.replace(tmp, path)
+    log.info("Summary written to %s", path)
