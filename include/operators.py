@@ -1,0 +1,171 @@
+"""HuggingFace fine-tune and evaluate operators: thin Airflow adapters over ``include.ml``.
+
+In the provider style: ``template_fields``, an ``__init__`` that only stores, an ``execute`` that
+resolves settings and data, calls one ``include.ml`` function, records the row and returns a small
+JSON-able dict (ids, paths, metrics; never tensors or images). torch and transformers are imported
+inside ``execute``, so parsing a DAG that uses these never loads them.
+
+Both read only a snapshot a quality gate passed (``include.snapshots.passed_snapshot``), by the
+images' registered URIs through the storage layer (a local folder or S3); no temp folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.exceptions import AirflowFailException
+from airflow.models.baseoperator import BaseOperator
+
+from include.config import settings
+
+
+def _snapshot_data(split: str) -> tuple[Any, Any, list[tuple[str, str]], Any]:
+    """The registry, the gated snapshot of ``split``, its ``(uri, label)`` items and a reader of URIs."""
+    from include.db import get_database
+    from include.snapshots import passed_snapshot
+    from include.storage import get_storage
+
+    db, storage = get_database(), get_storage()
+    snapshot = passed_snapshot(db, split)
+    return (
+        db,
+        snapshot,
+        [(image.uri, image.label) for image in snapshot.images],
+        lambda uri: storage.read(storage.key(uri)),
+    )
+
+
+def _limit_threads() -> None:
+    if settings().torch_threads:
+        import torch
+
+        torch.set_num_threads(settings().torch_threads)
+
+
+class FineTuneImageClassifierOperator(BaseOperator):
+    """Fine-tune the base model (MRI_MODEL_SOURCE) on the train snapshot a quality gate passed; save
+    one bundle under ``models_dir`` and add its ``models`` row (role ``fine_tuned``).
+
+    :param hyperparameters: overrides of the configured base hyperparameters, names of
+        ``include.ml.hyperparameters.TrainConfig`` (templated).
+    :param model_source: the base model; default MRI_MODEL_SOURCE (templated).
+    :param models_dir: the folder of model bundles; default MRI_MODELS_DIR (templated).
+    :param split: the gated split to train on (templated).
+    """
+
+    template_fields: Sequence[str] = ("hyperparameters", "model_source", "models_dir", "split")
+    ui_color = "#fcd9a8"
+
+    def __init__(
+        self,
+        *,
+        hyperparameters: dict | None = None,
+        model_source: str | None = None,
+        models_dir: str | None = None,
+        split: str = "train",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hyperparameters = hyperparameters
+        self.model_source = model_source
+        self.models_dir = models_dir
+        self.split = split
+
+    def execute(self, context: Any) -> dict:
+        from include.ml.hyperparameters import TrainConfig
+        from include.ml.train import TrainingDiverged, train_and_save
+        from include.training import base_hyperparameters, derived_id, record_model
+
+        cfg, run_id = settings(), context["run_id"]
+        try:  # a bad hyperparameter or a diverging run fails the same way every time: no retry
+            config = TrainConfig.from_dict(
+                {**base_hyperparameters(cfg), **(self.hyperparameters or {})}, f"{self.task_id} hyperparameters"
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+        db, snapshot, items, read = _snapshot_data(self.split)
+        model_id = derived_id("ft", self.dag_id, run_id, context["ti"].map_index)
+        directory = Path(self.models_dir or cfg.models_dir) / model_id
+        source = self.model_source or cfg.model_source
+        self.log.info(
+            "Fine-tuning %s from %s on snapshot %s (%s images)", model_id, source, snapshot.snapshot_id, len(items)
+        )
+        _limit_threads()
+        facts = {"model_id": model_id, "role": "fine_tuned", "train_snapshot": snapshot.snapshot_id, "run_id": run_id}
+        try:
+            summary = train_and_save(
+                items, read, cfg.labels, source, config, directory, facts, Path(cfg.production_dir)
+            )
+        except TrainingDiverged as err:
+            raise AirflowFailException(str(err)) from None
+        record_model(
+            db,
+            model_id,
+            summary["base_model"],
+            summary["hyperparameters"],
+            snapshot.snapshot_id,
+            str(directory),
+            "fine_tuned",
+            run_id,
+        )
+        self.log.info(
+            "Saved %s to %s: validation %s after %s epochs",
+            model_id,
+            directory,
+            summary["validation"],
+            summary["epochs_run"],
+        )
+        keep = ("base_model", "hyperparameters", "validation", "epochs_run", "best_epoch", "train_seconds", "path")
+        return {**facts, **{name: summary[name] for name in keep}}
+
+
+class EvaluateImageClassifierOperator(BaseOperator):
+    """Evaluate a recorded model on the test snapshot a quality gate passed: metrics on probabilities,
+    a ROC and a confusion-matrix PNG, and one new ``model_results`` row (history is never overwritten).
+
+    :param model_id: the ``models`` row to evaluate (templated).
+    :param evaluations_dir: where the pictures go, ``<dir>/<model_id>/<result_id>/``; default
+        MRI_EVALUATIONS_DIR (templated).
+    :param split: the gated split to evaluate on (templated).
+    """
+
+    template_fields: Sequence[str] = ("model_id", "evaluations_dir", "split")
+    ui_color = "#c9e4f5"
+
+    def __init__(
+        self, *, model_id: str, evaluations_dir: str | None = None, split: str = "test", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_id = model_id
+        self.evaluations_dir = evaluations_dir
+        self.split = split
+
+    def execute(self, context: Any) -> dict:
+        from include.ml.evaluate import evaluate_bundle
+        from include.training import derived_id, model_location, record_result
+
+        db, snapshot, items, read = _snapshot_data(self.split)
+        path, role = model_location(db, self.model_id)
+        result_id = derived_id("result", context["run_id"], self.model_id, snapshot.snapshot_id)
+        out_dir = Path(self.evaluations_dir or settings().evaluations_dir) / self.model_id / result_id
+        _limit_threads()
+        title = f"{self.model_id} ({role}) on test {snapshot.snapshot_id[:8]}"
+        evaluation = evaluate_bundle(Path(path), items, read, out_dir, title)
+        record_result(db, result_id, self.model_id, snapshot.snapshot_id, evaluation, context["run_id"])
+        self.log.info(
+            "%s on %s images: ROC AUC %s, accuracy %.3f; pictures in %s",
+            self.model_id,
+            evaluation["images"],
+            evaluation["roc_auc"],
+            evaluation["accuracy"],
+            out_dir,
+        )
+        return {
+            "model_id": self.model_id,
+            "role": role,
+            "result_id": result_id,
+            "test_snapshot": snapshot.snapshot_id,
+            **evaluation,
+        }

@@ -1,0 +1,147 @@
+"""The ML stages' rows: ``models`` (one per fine-tuned or baseline model) and ``model_results``
+(append-only: one per evaluation, never updated or deleted).
+
+Ids are derived from the Airflow run (and the map index, the model, the snapshot), so a retried
+task writes the same rows once (``ON CONFLICT DO NOTHING``) and its bundle to the same folder.
+The ML work itself is in ``include.ml`` (no Airflow); this module is what ties it to the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from include.config import Settings
+from include.db import RegistryDatabase
+
+log = logging.getLogger(__name__)
+
+MODEL_COLUMNS = ("model_id", "base_model", "hyperparameters", "train_snapshot", "path", "stage", "role", "run_id")
+RESULT_COLUMNS = (
+    "result_id",
+    "model_id",
+    "test_snapshot",
+    "loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "confusion_matrix",
+    "run_id",
+    "images",
+    "roc_png",
+    "confusion_png",
+)
+ROLES = ("baseline", "fine_tuned")
+# `models.train_snapshot` of a baseline: it saw no training data.
+UNTRAINED = "untrained"
+
+
+def derived_id(prefix: str, *parts: Any) -> str:
+    """``<prefix>-<12 hex>``: the same parts (run id, map index, ...) always give the same id."""
+    return f"{prefix}-{hashlib.sha256('|'.join(map(str, parts)).encode()).hexdigest()[:12]}"
+
+
+def base_hyperparameters(cfg: Settings) -> dict:
+    """What every fine-tune starts from; a sweep entry overrides it."""
+    return {
+        "epochs": cfg.train_epochs,
+        "batch_size": cfg.train_batch_size,
+        "learning_rate": cfg.train_learning_rate,
+        "image_size": cfg.train_image_size,
+    }
+
+
+def record_model(
+    db: RegistryDatabase,
+    model_id: str,
+    base_model: str,
+    hyperparameters: dict,
+    train_snapshot: str,
+    path: str,
+    role: str,
+    run_id: str,
+) -> None:
+    """Add the ``models`` row of a saved bundle (stage ``candidate``); a retry adds nothing."""
+    assert role in ROLES, role
+    row = (
+        model_id,
+        base_model,
+        json.dumps(hyperparameters, sort_keys=True),
+        train_snapshot,
+        path,
+        "candidate",
+        role,
+        run_id,
+    )
+    with db.transaction() as cursor:
+        db.insert_new_rows(cursor, "models", MODEL_COLUMNS, "model_id", [row])
+
+
+def record_result(
+    db: RegistryDatabase, result_id: str, model_id: str, test_snapshot: str, evaluation: dict, run_id: str
+) -> None:
+    """Append one evaluation to ``model_results``; a retry of the same run adds nothing."""
+    metrics = [evaluation[name] for name in ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")]
+    row = (
+        result_id,
+        model_id,
+        test_snapshot,
+        *metrics,
+        json.dumps(evaluation["confusion_matrix"]),
+        run_id,
+        evaluation["images"],
+        evaluation["roc_png"],
+        evaluation["confusion_png"],
+    )
+    with db.transaction() as cursor:
+        db.insert_new_rows(cursor, "model_results", RESULT_COLUMNS, "result_id", [row])
+
+
+def model_location(db: RegistryDatabase, model_id: str) -> tuple[str, str]:
+    """``(path, role)`` of a recorded model."""
+    rows = db.fetch_all(f"SELECT path, role FROM models WHERE model_id = {db.placeholder}", (model_id,))
+    if not rows:
+        raise LookupError(
+            f"Model {model_id!r} has no row in models ({db!r}); train_model records every model it saves."
+        )
+    return rows[0]
+
+
+def models_to_evaluate(db: RegistryDatabase, test_snapshot: str) -> list[str]:
+    """Fine-tuned models with no result on ``test_snapshot`` yet, oldest first."""
+    p = db.placeholder
+    rows = db.fetch_all(
+        f"SELECT model_id FROM models WHERE role = {p} AND model_id NOT IN "
+        f"(SELECT model_id FROM model_results WHERE test_snapshot = {p}) ORDER BY created_at, model_id",
+        ("fine_tuned", test_snapshot),
+    )
+    return [model_id for (model_id,) in rows]
+
+
+def latest_result(db: RegistryDatabase, role: str, test_snapshot: str) -> dict | None:
+    """The newest result of a model with ``role`` on ``test_snapshot`` (the baseline to compare with)."""
+    p = db.placeholder
+    rows = db.fetch_all(
+        f"SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss FROM model_results r "
+        f"JOIN models m ON m.model_id = r.model_id WHERE m.role = {p} AND r.test_snapshot = {p} "
+        "ORDER BY r.evaluated_at DESC, r.result_id DESC LIMIT 1",
+        (role, test_snapshot),
+    )
+    if not rows:
+        return None
+    return dict(zip(("model_id", "roc_auc", "accuracy", "f1", "loss"), rows[0], strict=True))
+
+
+def describe_metrics(result: dict | None) -> str:
+    """``ROC AUC 0.991, accuracy 0.964, F1 0.963`` for messages; ``not evaluated`` for None."""
+    if result is None:
+        return "not evaluated on this snapshot yet"
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return f"ROC AUC {number(result['roc_auc'])}, accuracy {number(result['accuracy'])}, F1 {number(result['f1'])}"

@@ -1,0 +1,265 @@
+"""The three ML DAGs (dags/train_model.py, dags/test_baseline_model.py, dags/test_fine_tuned_model.py).
+
+Training and evaluation take only a snapshot a quality gate passed. The work is in the operators
+(``include/operators.py``) and ``include.ml``; torch is imported inside tasks, never at parse time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from airflow.decorators import dag, task
+from airflow.exceptions import AirflowSkipException
+from airflow.models.dag import DAG
+from airflow.models.param import Param
+
+from include.config import settings
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
+from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
+from include.notifications import notify_on
+from include.operators import EvaluateImageClassifierOperator, FineTuneImageClassifierOperator
+
+log = logging.getLogger(__name__)
+
+# The success messages are what the publishing task returned (rendered by the notifier).
+OWN_MESSAGE = "{{ ti.xcom_pull(task_ids=ti.task_id)['message'] }}"
+# A field of what the notifying task returned, as a template: OWN["roc_auc"].
+OWN = {name: f"{{{{ ti.xcom_pull(task_ids=ti.task_id)['{name}'] }}}}" for name in ("model_id", "roc_auc", "accuracy")}
+
+
+@task(multiple_outputs=False)
+def ensure_training_pool() -> dict:
+    """Create or resize the training pool (outside it: a task in a missing pool is never scheduled)."""
+    from airflow.models.pool import Pool
+
+    cfg = settings()
+    Pool.create_or_update_pool(
+        name=cfg.training_pool,
+        slots=cfg.training_pool_slots,
+        description="Fine-tune tasks: each takes every core it is given (MRI_TRAINING_POOL_SLOTS at a time)",
+        include_deferred=False,
+    )
+    log.info("Pool %s has %s slots", cfg.training_pool, cfg.training_pool_slots)
+    return {"pool": cfg.training_pool, "slots": cfg.training_pool_slots}
+
+
+def build_train_model_dag(doc_md: str) -> DAG:
+    """gate passed (train) -> plan the sweep -> one fine-tune per configuration -> model_trained.
+
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+
+    @dag(
+        dag_id="train_model",
+        schedule=[GATE_PASSED["train"]],
+        max_active_runs=1,
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        tags=["mri", "ml", "train"],
+        params={
+            "sweep": Param(
+                list(cfg.train_sweep),
+                type="array",
+                description="One fine-tuned model per entry: overrides of the base hyperparameters "
+                "(MRI_TRAIN_EPOCHS, ...), names of include.ml.hyperparameters.TrainConfig.",
+            )
+        },
+    )
+    def train_model():
+        @task(pool=cfg.db_pool)
+        def plan_sweep(**context) -> list[dict]:
+            """Check every entry now (a typo fails here, not after an hour of training) and that a
+            gated train snapshot exists."""
+            from include.db import get_database
+            from include.ml.hyperparameters import TrainConfig
+            from include.snapshots import passed_snapshot
+            from include.training import base_hyperparameters
+
+            sweep = context["params"]["sweep"]
+            for number, entry in enumerate(sweep):
+                TrainConfig.from_dict({**base_hyperparameters(cfg), **entry}, f"train_model sweep entry {number}")
+            snapshot = passed_snapshot(get_database(), "train")
+            log.info(
+                "Sweep of %s on train snapshot %s (%s images): %s",
+                len(sweep),
+                snapshot.snapshot_id,
+                len(snapshot.images),
+                sweep,
+            )
+            return sweep
+
+        plan = plan_sweep()
+        fine_tune = FineTuneImageClassifierOperator.partial(
+            task_id="fine_tune",
+            pool=cfg.training_pool,
+            queue=cfg.training_queue,
+            # A diverging run or a bad hyperparameter fails at once (AirflowFailException); one retry
+            # covers a lost worker. Each try writes the same model id and folder.
+            retries=1,
+            map_index_template="{{ task.hyperparameters }}",
+            **notify_on(
+                success="trained {{ ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)['model_id'] }}",
+                failure="fine-tuning failed (sweep entry {{ ti.map_index }}); no model was saved for it",
+            ),
+        ).expand(hyperparameters=plan)
+
+        @task(
+            outlets=[MODEL_TRAINED],
+            multiple_outputs=False,
+            **notify_on(success=OWN_MESSAGE, failure="publishing trained models failed"),
+        )
+        def publish_models(results: list[dict]) -> dict:
+            """Runs after every model of the sweep is saved and recorded: evaluation may start."""
+            results = list(results)
+            lines = [
+                f"{r['model_id']} (lr {r['hyperparameters']['learning_rate']}, {r['epochs_run']} epochs): "
+                f"validation ROC AUC {r['validation'].get('roc_auc')}"
+                for r in results
+            ]
+            message = (
+                f"{len(results)} fine-tuned models on train snapshot {results[0]['train_snapshot'][:12]}: "
+                + "; ".join(lines)
+            )
+            log.info("%s", message)
+            return {"models": [r["model_id"] for r in results], "message": message}
+
+        ensure_db_pool() >> apply_db_migrations() >> ensure_training_pool() >> plan
+        publish_models(fine_tune.output)
+
+    return train_model()
+
+
+def build_test_baseline_dag(doc_md: str) -> DAG:
+    """gate passed (test) -> the base model with an untrained head -> evaluated on the snapshot.
+
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+
+    @dag(
+        dag_id="test_baseline_model",
+        schedule=[GATE_PASSED["test"]],
+        max_active_runs=1,
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        tags=["mri", "ml", "test"],
+    )
+    def test_baseline_model():
+        @task(pool=cfg.db_pool, multiple_outputs=False)
+        def prepare_baseline(**context) -> dict:
+            """Save the base model (MRI_MODEL_SOURCE) with a fresh, untrained head and record it."""
+            from include.db import get_database
+            from include.ml.train import build_baseline
+            from include.training import UNTRAINED, derived_id, record_model
+
+            run_id = context["run_id"]
+            model_id = derived_id("baseline", context["dag"].dag_id, run_id)
+            directory = Path(cfg.models_dir) / model_id
+            facts = {"model_id": model_id, "role": "baseline", "train_snapshot": UNTRAINED, "run_id": run_id}
+            summary = build_baseline(
+                cfg.model_source, cfg.labels, cfg.train_image_size, 0, directory, facts, Path(cfg.production_dir)
+            )
+            record_model(
+                get_database(),
+                model_id,
+                summary["base_model"],
+                summary["hyperparameters"],
+                UNTRAINED,
+                str(directory),
+                "baseline",
+                run_id,
+            )
+            return {**facts, "path": str(directory), "base_model": summary["base_model"]}
+
+        prepared = prepare_baseline()
+        evaluate = EvaluateImageClassifierOperator(
+            task_id="evaluate_baseline",
+            model_id=prepared["model_id"],
+            pool=cfg.db_pool,
+            **notify_on(
+                success=f"baseline {OWN['model_id']}: ROC AUC {OWN['roc_auc']}, accuracy {OWN['accuracy']}",
+                failure="evaluating the baseline failed",
+            ),
+        )
+        ensure_db_pool() >> apply_db_migrations() >> prepared >> evaluate
+
+    return test_baseline_model()
+
+
+def build_test_fine_tuned_dag(doc_md: str) -> DAG:
+    """model trained, or gate passed (test) -> every fine-tuned model with no result on the latest
+    gated test snapshot -> evaluated -> model_evaluated.
+
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+
+    @dag(
+        dag_id="test_fine_tuned_model",
+        schedule=(MODEL_TRAINED | GATE_PASSED["test"]),
+        max_active_runs=1,
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        tags=["mri", "ml", "test"],
+    )
+    def test_fine_tuned_model():
+        @task(pool=cfg.db_pool)
+        def find_unevaluated_models() -> list[str]:
+            """New models, or every model when the test snapshot is new; nothing is evaluated twice."""
+            from include.db import get_database
+            from include.snapshots import NoGatedSnapshotError, passed_snapshot
+            from include.training import models_to_evaluate
+
+            db = get_database()
+            try:
+                snapshot = passed_snapshot(db, "test")
+            except NoGatedSnapshotError as err:
+                raise AirflowSkipException(f"Nothing to evaluate on yet: {err}") from None
+            model_ids = models_to_evaluate(db, snapshot.snapshot_id)
+            log.info("%s models to evaluate on test snapshot %s: %s", len(model_ids), snapshot.snapshot_id, model_ids)
+            return model_ids
+
+        found = find_unevaluated_models()
+        evaluate = EvaluateImageClassifierOperator.partial(
+            task_id="evaluate",
+            pool=cfg.db_pool,
+            map_index_template="{{ task.model_id }}",
+            **notify_on(success="evaluated {{ task.model_id }}", failure="evaluating {{ task.model_id }} failed"),
+        ).expand(model_id=found)
+
+        @task(
+            pool=cfg.db_pool,
+            outlets=[MODEL_EVALUATED],
+            multiple_outputs=False,
+            **notify_on(success=OWN_MESSAGE, failure="publishing evaluations failed"),
+        )
+        def publish_results(results: list[dict]) -> dict:
+            """Runs after every result row committed; the message puts each model beside the baseline."""
+            from include.db import get_database
+            from include.training import describe_metrics, latest_result
+
+            results = list(results)
+            snapshot = results[0]["test_snapshot"]
+            baseline = latest_result(get_database(), "baseline", snapshot)
+            lines = [f"{r['model_id']}: {describe_metrics(r)}" for r in results]
+            message = (
+                f"test snapshot {snapshot[:12]}: "
+                + "; ".join(lines)
+                + f" | baseline{' ' + baseline['model_id'] if baseline else ''}: {describe_metrics(baseline)}"
+            )
+            log.info("%s", message)
+            return {"results": [r["result_id"] for r in results], "baseline": baseline, "message": message}
+
+        ensure_db_pool() >> apply_db_migrations() >> found
+        publish_results(evaluate.output)
+
+    return test_fine_tuned_model()
