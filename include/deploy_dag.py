@@ -1,0 +1,103 @@
+"""The deploy DAG (dags/deploy_best_model.py): pick the best model in SQL, decide, promote atomically."""
+
+# No `from __future__ import annotations`: aql.dataframe reads the real `pd.DataFrame` annotation
+# to turn the ranking table into a DataFrame.
+import logging
+
+import pandas as pd
+from airflow.decorators import dag, task
+from airflow.exceptions import AirflowSkipException
+from airflow.models.dag import DAG
+from airflow.operators.python import get_current_context
+from astro import sql as aql
+
+from include.config import SQL_DIR, settings
+from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.datasets import MODEL_DEPLOYED, MODEL_EVALUATED
+from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
+from include.notifications import notify_on
+
+log = logging.getLogger(__name__)
+
+
+def build_deploy_dag(doc_md: str) -> DAG:
+    """``aql.transform`` ranks, ``aql.dataframe`` decides, one task promotes and emits ``model_deployed``.
+
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+    # Every task that opens the registry runs in this pool; its size follows the backend.
+    in_db_pool = {"pool": cfg.db_pool}
+
+    @dag(
+        dag_id="deploy_best_model",
+        schedule=[MODEL_EVALUATED],
+        # One decision at a time: a second run would compare against a production that is changing.
+        max_active_runs=1,
+        start_date=START_DATE,
+        catchup=False,
+        doc_md=doc_md,
+        default_args=DEFAULT_ARGS,
+        tags=["mri", "deploy"],
+    )
+    def deploy():
+        @aql.transform(conn_id=cfg.db_conn_id, **in_db_pool)
+        def pick_best_model(metric: str):
+            """The SQL file's {{ metric }} is bound to the argument by the Astro SDK, not pasted in."""
+            return (SQL_DIR / "pick_best_model.sql").read_text()
+
+        @aql.dataframe(multiple_outputs=False, **in_db_pool)
+        def decide(ranking: pd.DataFrame) -> dict:
+            """Promote or not, and why; a "no" is recorded here, a "yes" by the promotion itself."""
+            from include.db import get_database
+            from include.deploy import decide, production_model_id, record_decision
+
+            db = get_database()
+            decision = decide(
+                ranking.to_dict("records"), production_model_id(db), cfg.selection_metric, cfg.promotion_margin
+            )
+            log.info("%s: %s", "PROMOTE" if decision.promote else "KEEP", decision.reason)
+            if not decision.promote:
+                record_decision(db, get_current_context()["run_id"], decision)
+            return decision.as_dict()
+
+        @task(
+            outlets=[MODEL_DEPLOYED],
+            **in_db_pool,
+            **notify_on(
+                success="Promoted {{ ti.xcom_pull(task_ids='promote')['model_id'] }} to production "
+                "({{ ti.xcom_pull(task_ids='promote')['reason'] }})",
+                failure="Promotion failed; production is unchanged (registry and bundle roll back together).",
+            ),
+        )
+        def promote(decision: dict, **context) -> dict:
+            """Stages in one transaction, the bundle switched inside it; skipped (no Dataset event) on "no"."""
+            from include.db import get_database
+            from include.deploy import Decision, LocalBundles, promote, publisher, reconcile
+
+            db, bundles = get_database(), LocalBundles(cfg.production_dir)
+            reconcile(db, bundles)
+            chosen = Decision(**decision)
+            if not chosen.promote:
+                raise AirflowSkipException(f"Not promoted: {chosen.reason}")
+            release = promote(db, chosen, context["run_id"], bundles, publisher(cfg.publish_target))
+            log.info("Serving %s from %s", chosen.model_id, bundles.release_dir(release))
+            return {
+                "model_id": chosen.model_id,
+                "release": release,
+                "bundle": str(bundles.current),
+                "reason": chosen.reason,
+                "previous_model_id": chosen.previous_model_id,
+            }
+
+        schema_ready = ensure_db_pool() >> apply_db_migrations()
+        ranking = pick_best_model(cfg.selection_metric)
+        schema_ready >> ranking
+        promoted = promote(decide(ranking))
+        # A teardown drops the ranking's temp table right away, even if deciding or promoting failed,
+        # and never decides the run's state.
+        promoted >> aql.cleanup(tables_to_cleanup=[ranking], run_sync_mode=True, **in_db_pool).as_teardown(
+            setups=ranking
+        )
+
+    return deploy()

@@ -1,0 +1,401 @@
+"""deploy_best_model on DuckDB and on a real PostgreSQL: a fair pick, a guarded promotion, an atomic switch.
+
+Models are real (tiny ResNets saved with include.ml.bundle.save_model); registry rows are written
+here as training and evaluation would write them.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from airflow.models.dataset import DatasetEvent
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState, TaskInstanceState
+from PIL import Image
+
+from include.config import settings
+from include.datasets import MODEL_DEPLOYED
+from include.db import get_database
+from include.db.migrations import apply_migrations
+from include.deploy import (
+    CHECKPOINTS,
+    MODEL_CARD,
+    Decision,
+    LocalBundles,
+    decide,
+    production_model_id,
+    promote,
+    reconcile,
+)
+from include.deploy_dag import build_deploy_dag
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+OLD, NEW, FAILED = "a" * 64, "b" * 64, "c" * 64  # test snapshots
+
+
+def tiny_model(directory, seed: int):
+    """A real 2-class ResNet of a few thousand weights, saved as training saves one."""
+    import torch
+    from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetForImageClassification
+
+    from include.ml.bundle import save_model
+
+    torch.manual_seed(seed)
+    labels = {0: "glioma", 1: "meningioma"}
+    config = ResNetConfig(
+        layer_type="basic",
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        num_labels=2,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    processor = ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=1.0)
+    return save_model(ResNetForImageClassification(config), processor, directory, {"hyperparameters": {"seed": seed}})
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    """Four saved models, shared by the tests of this module (they are only read)."""
+    root = tmp_path_factory.mktemp("models")
+    return {name: tiny_model(root / name, seed) for seed, name in enumerate(["m-a", "m-b", "m-c", "m-d"])}
+
+
+@pytest.fixture
+def registry(db_conn_id, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
+    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
+    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
+    monkeypatch.setenv("MRI_NOTIFICATIONS_DIR", str(tmp_path / "notifications"))
+    settings.cache_clear()
+    db = get_database(db_conn_id)
+    apply_migrations(db)
+    yield db
+    settings.cache_clear()
+
+
+def insert(db, table: str, row: dict) -> None:
+    with db.transaction() as cursor:
+        columns = ", ".join(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join([db.placeholder] * len(row))})", tuple(row.values())
+        )
+
+
+def add_model(db, model_id: str, path, created: int, role: str = "fine_tuned") -> None:
+    insert(
+        db,
+        "models",
+        {
+            "model_id": model_id,
+            "base_model": "config:tiny",
+            "hyperparameters": json.dumps({"lr": 0.002, "epochs": created}),
+            "train_snapshot": "t" * 64,
+            "path": str(path),
+            "stage": "candidate",
+            "created_at": T0 + timedelta(hours=created),
+            "role": role,
+        },
+    )
+
+
+def roc_png(tmp_path, name: str) -> str:
+    path = tmp_path / f"{name}.png"
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def add_result(db, result_id: str, model_id: str, snapshot: str, roc_auc: float, f1: float, at: int, **more) -> None:
+    insert(
+        db,
+        "model_results",
+        {
+            "result_id": result_id,
+            "model_id": model_id,
+            "test_snapshot": snapshot,
+            "loss": 0.5,
+            "accuracy": more.pop("accuracy", 0.8),
+            "precision": 0.8,
+            "recall": 0.8,
+            "f1": f1,
+            "roc_auc": roc_auc,
+            "confusion_matrix": json.dumps([[4, 1], [1, 4]]),
+            "evaluated_at": T0 + timedelta(days=1, hours=at),
+            "images": 10,
+            **more,
+        },
+    )
+
+
+def gate(db, snapshot: str, at: int, success: bool = True) -> None:
+    insert(
+        db,
+        "quality_runs",
+        {
+            "suite": "images",
+            "split": "test",
+            "run_id": f"gate-{snapshot[:1]}-{at}",
+            "success": success,
+            "created_at": T0 + timedelta(hours=at),
+            "snapshot": snapshot,
+        },
+    )
+
+
+def run_deploy():
+    """One deploy_best_model run; returns (decision dict, promote task state)."""
+    dag = build_deploy_dag("t")
+    dag.sync_to_db()  # registers its outlet Dataset, as the scheduler's DAG processor does
+    run = dag.test()
+    assert run.state == DagRunState.SUCCESS
+    decision = run.get_task_instance("decide").xcom_pull(task_ids="decide")
+    RUNS.append(run.run_id)
+    return decision, run.get_task_instance("promote").state
+
+
+RUNS: list[str] = []
+
+
+def deployed_events() -> int:
+    """model_deployed events emitted by the deploy runs of this session."""
+    with create_session() as session:
+        return (
+            session.query(DatasetEvent)
+            .filter(DatasetEvent.dataset.has(uri=MODEL_DEPLOYED.uri), DatasetEvent.source_run_id.in_(RUNS))
+            .count()
+        )
+
+
+def stages(db) -> dict[str, str]:
+    return dict(db.fetch_all("SELECT model_id, stage FROM models"))
+
+
+def served(tmp_path) -> str | None:
+    return (LocalBundles(tmp_path / "production").deployment() or {}).get("model_id")
+
+
+def three_models_on_two_snapshots(db, model_dirs, tmp_path) -> None:
+    """m-a wins on the old snapshot and m-z (a baseline) and m-c on snapshots the pick must ignore."""
+    gate(db, OLD, at=1)
+    gate(db, NEW, at=2)
+    gate(db, FAILED, at=3, success=False)  # newer, but the gate failed: not comparable data
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_model(db, "m-c", model_dirs["m-c"], created=3)
+    add_model(db, "m-d", model_dirs["m-d"], created=2)  # as old as m-b: model_id breaks that tie
+    add_model(db, "m-z", model_dirs["m-a"], created=0, role="baseline")
+    add_result(db, "r1", "m-a", OLD, roc_auc=0.99, f1=0.99, at=1)
+    add_result(db, "r2", "m-a", NEW, roc_auc=0.80, f1=0.80, at=2)
+    add_result(db, "r3", "m-b", NEW, roc_auc=0.97, f1=0.85, at=2)  # superseded by r4 on the same snapshot
+    add_result(db, "r4", "m-b", NEW, roc_auc=0.90, f1=0.85, at=3, roc_png=roc_png(tmp_path, "roc-b"))
+    add_result(db, "r5", "m-c", NEW, roc_auc=0.90, f1=0.85, at=2, accuracy=0.95)
+    add_result(db, "r6", "m-d", NEW, roc_auc=0.90, f1=0.85, at=2)
+    add_result(db, "r7", "m-c", FAILED, roc_auc=1.0, f1=1.0, at=4)
+    add_result(db, "r8", "m-z", NEW, roc_auc=0.98, f1=0.98, at=2)
+
+
+def test_pick_uses_the_latest_gated_snapshot_the_metric_and_deterministic_ties(registry, model_dirs, tmp_path):
+    db = registry
+    three_models_on_two_snapshots(db, model_dirs, tmp_path)
+
+    decision, state = run_deploy()
+
+    # Latest result per model on NEW only; the baseline is not a candidate; ties: F1 (equal), then
+    # the older model (m-c is younger), then model_id (m-b before m-d, equally old).
+    assert decision["ranking"] == ["m-b", "m-d", "m-c", "m-a"]
+    assert (decision["model_id"], decision["result_id"], decision["value"]) == ("m-b", "r4", 0.90)
+    assert (decision["test_snapshot"], decision["promote"], state) == (NEW, True, TaskInstanceState.SUCCESS)
+    assert production_model_id(db) == "m-b" == served(tmp_path)
+
+    again, state = run_deploy()  # the same data: the same pick, and nothing to change
+    assert again["ranking"] == decision["ranking"]
+    assert (again["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert "m-b is in production and still the best" in again["reason"]
+
+
+def test_selection_metric_is_a_setting(registry, model_dirs, tmp_path, monkeypatch):
+    db = registry
+    three_models_on_two_snapshots(db, model_dirs, tmp_path)
+    monkeypatch.setenv("MRI_SELECTION_METRIC", "accuracy")
+    settings.cache_clear()
+
+    decision, _ = run_deploy()
+
+    assert (decision["metric"], decision["ranking"][0], decision["value"]) == ("accuracy", "m-c", 0.95)
+    assert production_model_id(db) == "m-c" == served(tmp_path)
+
+
+def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry, model_dirs, tmp_path, monkeypatch):
+    db = registry
+    events_before = deployed_events()
+    monkeypatch.setenv("MRI_PROMOTION_MARGIN", "0.02")
+    settings.cache_clear()
+    gate(db, NEW, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
+    first, _ = run_deploy()
+    assert first["reason"].startswith("First production model: m-a")
+
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.85, f1=0.95, at=2)  # worse by the metric
+    worse, worse_state = run_deploy()
+    add_model(db, "m-c", model_dirs["m-c"], created=3)
+    add_result(db, "r3", "m-c", NEW, roc_auc=0.91, f1=0.95, at=3)  # better, but within the margin
+    within, _ = run_deploy()
+    add_model(db, "m-d", model_dirs["m-d"], created=4)
+    add_result(db, "r4", "m-d", NEW, roc_auc=0.95, f1=0.95, at=4, roc_png=roc_png(tmp_path, "roc-d"))
+    better, better_state = run_deploy()
+
+    assert (worse["promote"], worse_state) == (False, TaskInstanceState.SKIPPED)
+    assert "m-a is in production and still the best" in worse["reason"]
+    assert not within["promote"] and "does not beat production m-a by more than the margin 0.02" in within["reason"]
+    assert (better["promote"], better_state) == (True, TaskInstanceState.SUCCESS)
+    assert stages(db) == {"m-a": "archived", "m-b": "candidate", "m-c": "candidate", "m-d": "production"}
+    assert served(tmp_path) == "m-d"
+    [(results,)] = db.fetch_all("SELECT COUNT(*) FROM model_results")
+    assert results == 4  # every evaluation is still there
+    rows = db.fetch_all(
+        "SELECT promoted, candidate_model_id, previous_model_id, candidate_value, previous_value, margin, release "
+        "FROM promotions ORDER BY decided_at"
+    )
+    assert [r[:3] for r in rows] == [
+        (True, "m-a", None),
+        (False, "m-a", "m-a"),
+        (False, "m-c", "m-a"),
+        (True, "m-d", "m-a"),
+    ]
+    assert rows[3][3:6] == (0.95, 0.90, 0.02) and rows[3][6] and rows[1][6] is None
+    assert deployed_events() - events_before == 2  # one per promotion, none for the runs that kept production
+
+    bundle = tmp_path / "production" / "current"
+    card = (bundle / MODEL_CARD).read_text()
+    assert NEW in card and '"epochs": 4' in card and "| roc_auc | 0.9500 |" in card
+    assert "![ROC curve](roc.png)" in card and (bundle / "roc.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((bundle / "labels.json").read_text())["labels"] == ["glioma", "meningioma"]
+    assert json.loads((bundle / "metrics.json").read_text())["result_id"] == "r4"
+    for name in ("config.json", "preprocessor_config.json", "model.safetensors", "mri_model.json"):
+        assert (bundle / name).is_file()
+
+
+def test_production_not_evaluated_on_the_snapshot_is_not_replaced_blindly(registry, model_dirs, tmp_path):
+    db = registry
+    gate(db, OLD, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", OLD, roc_auc=0.9, f1=0.9, at=1)
+    run_deploy()
+    gate(db, NEW, at=2)
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.5, f1=0.5, at=2)
+
+    decision, state = run_deploy()
+
+    assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert "Production model m-a has no roc_auc on snapshot bbbbbbbbbbbb" in decision["reason"]
+    assert production_model_id(db) == "m-a" == served(tmp_path)
+
+
+def production_with(db, model_dirs, tmp_path) -> tuple[LocalBundles, Decision]:
+    """m-a in production (promoted for real), and a decision to replace it by m-b."""
+    gate(db, NEW, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.8, f1=0.8, at=1)
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.9, f1=0.9, at=2)
+    bundles = LocalBundles(tmp_path / "production")
+    rows = [
+        {"rank": 1, "model_id": "m-b", "result_id": "r2", "test_snapshot": NEW, "metric_value": 0.9},
+        {"rank": 2, "model_id": "m-a", "result_id": "r1", "test_snapshot": NEW, "metric_value": 0.8},
+    ]
+    promote(db, decide(rows[1:], None, "roc_auc", 0.0), "run-1", bundles)
+    return bundles, decide(rows, "m-a", "roc_auc", 0.0)
+
+
+def registry_state(db):
+    return (
+        sorted(db.fetch_all("SELECT model_id, stage FROM models")),
+        sorted(db.fetch_all("SELECT run_id, promoted, candidate_model_id FROM promotions")),
+    )
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("point", CHECKPOINTS)
+def test_a_crash_at_any_point_of_promotion_leaves_production_intact_and_agreeing(registry, model_dirs, tmp_path, point):
+    db = registry
+    bundles, decision = production_with(db, model_dirs, tmp_path)
+    before, release = registry_state(db), bundles.current_release()
+    assert decision.promote
+
+    def crash_at(name: str) -> None:
+        if name == point:
+            raise Crash(f"crash at {name}")
+
+    with pytest.raises(Crash):
+        promote(db, decision, "run-2", bundles, checkpoint=crash_at)
+
+    assert registry_state(db) == before
+    assert bundles.current_release() == release
+    assert production_model_id(db) == "m-a" == bundles.deployment()["model_id"]
+    # The retry (Airflow's) then promotes, and leaves no staging folder behind.
+    promote(db, decision, "run-2", bundles)
+    assert production_model_id(db) == "m-b" == bundles.deployment()["model_id"]
+    assert not list(bundles.releases.glob(".staging-*"))
+
+
+KILL_AT_SWITCH = """
+import os, sys
+from include.db import get_database
+from include.deploy import Decision, LocalBundles, promote
+decision = Decision(**{decision})
+def die(name):
+    if name == "bundle_switched":
+        os._exit(17)  # no exception handler, no rollback code: the process is gone
+promote(get_database(sys.argv[1]), decision, "run-2", LocalBundles(sys.argv[2]), checkpoint=die)
+"""
+
+
+def test_a_process_killed_between_switch_and_commit_is_reconciled_to_the_registry(
+    registry, model_dirs, tmp_path, db_conn_id
+):
+    db = registry
+    bundles, decision = production_with(db, model_dirs, tmp_path)
+    before = registry_state(db)
+    script = KILL_AT_SWITCH.replace("{decision}", repr(decision.as_dict()))
+
+    killed = subprocess.run(
+        [sys.executable, "-c", script, db_conn_id, str(bundles.root)], env=os.environ.copy(), capture_output=True
+    )
+
+    assert killed.returncode == 17, killed.stderr.decode()[-2000:]
+    assert registry_state(db) == before  # never committed
+    assert bundles.deployment()["model_id"] == "m-b"  # but the symlink had moved: they disagree
+    reconcile(db, bundles)
+    assert production_model_id(db) == "m-a" == bundles.deployment()["model_id"]
+
+
+def test_served_bundle_loads_and_predicts_like_the_evaluated_model(registry, model_dirs, tmp_path):
+    from include.ml.bundle import load_model
+    from include.ml.predict import open_image, predict_proba
+
+    db = registry
+    bundles, decision = production_with(db, model_dirs, tmp_path)
+    promote(db, decision, "run-2", bundles)
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(buffer, "PNG")
+    image = open_image(buffer.getvalue())
+
+    served_model = load_model(bundles.current)
+    evaluated = load_model(model_dirs["m-b"])
+
+    np.testing.assert_array_equal(
+        predict_proba(served_model.model, served_model.processor, [image]),
+        predict_proba(evaluated.model, evaluated.processor, [image]),
+    )
