@@ -26,7 +26,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale copy-registry system-deps test bench dq-report lint clean
+.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale predict copy-registry system-deps test bench dq-report lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -61,6 +61,9 @@ phantom: install  ## generate the phantom MRI data set into data/phantom (330 pe
 
 demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + triggerer); KEEP_UI=1 keeps the UI up
 	$(BIN)/python -m include.demo $(if $(KEEP_UI),--keep-ui)
+
+predict: install  ## class probabilities of IMAGES="a.jpg b.png" from the production bundle; JSON=1 for JSON
+	$(BIN)/python -m include.predict $(if $(JSON),--json) $(IMAGES)
 
 demo-scale: install  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
 	$(BIN)/python -m include.scale_profile
