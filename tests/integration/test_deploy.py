@@ -399,3 +399,28 @@ def test_served_bundle_loads_and_predicts_like_the_evaluated_model(registry, mod
         predict_proba(served_model.model, served_model.processor, [image]),
         predict_proba(evaluated.model, evaluated.processor, [image]),
     )
+
+
+def test_publish_target_storage_mirrors_the_release_to_s3_then_names_it(
+    duckdb_conn_id, s3_root, model_dirs, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", duckdb_conn_id)
+    monkeypatch.setenv("MRI_STORAGE_ROOT", s3_root)
+    monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
+    settings.cache_clear()
+    from include.deploy import publisher
+    from include.storage import get_storage
+
+    db = get_database(duckdb_conn_id)
+    apply_migrations(db)
+    bundles, decision = production_with(db, model_dirs, tmp_path)
+
+    release = promote(db, decision, "run-2", bundles, publisher("storage:production"))
+
+    storage = get_storage()
+    assert storage.read("production/CURRENT").decode().strip() == release
+    prefix = f"production/releases/{release}/"
+    keys = {o.key.removeprefix(prefix) for o in storage.list(prefix)}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", MODEL_CARD, "deployment.json"} <= keys
+    assert json.loads(storage.read(f"production/releases/{release}/deployment.json"))["model_id"] == "m-b"
+    settings.cache_clear()
