@@ -32,7 +32,9 @@ class Settings:
     # Pool every task that opens the registry database runs in; its size follows the backend
     # (DuckDB 1, Postgres many), see include/db.
     db_pool: str = "mri_db"
-    # Where images live: a local folder path, or s3://bucket/prefix.
+    # Where images live: a local folder path, or s3://bucket/prefix. A relative path is relative to
+    # the project folder (not to each process's working directory: the triggerer, the workers and
+    # `make` start in different ones).
     storage_root: str = str(DATA_DIR / "storage")
     # Airflow connection for the storage (an `aws` connection for s3://); None for a local folder.
     storage_conn_id: str | None = None
@@ -44,6 +46,13 @@ class Settings:
     sensor_poke_seconds: int = 10
     # Files per mapped task when validating and registering images.
     register_batch_size: int = 500
+    # Runs a landing file may fail in (its error is its outcome; the other files move on) before it
+    # goes to quarantine; one that cannot even be quarantined is parked in landing, see README.
+    ingest_attempts: int = 3
+    # Minutes a moving or registering task may run before Airflow fails it (and retries it): a
+    # batch of 500 files takes seconds, so only a hung read or a stalled store gets near this, and
+    # a continuous DAG never waits on one forever.
+    batch_timeout_minutes: int = 30
     # Storage key of a CSV with columns `file,label` that overrides the label in file names; None: names only.
     labels_csv: str | None = None
     # Images with a side shorter than this many pixels are quarantined as too small.
@@ -262,6 +271,12 @@ def _publish_target(environ: Mapping[str, str]) -> str:
     return raw if raw == "none" else f"storage:{prefix}"
 
 
+def _storage_root(environ: Mapping[str, str], default: str) -> str:
+    """A URI as given; a folder made absolute against the project folder, the same in every process."""
+    raw = (_get(environ, "MRI_STORAGE_ROOT") or default).rstrip("/") or "/"
+    return raw if "://" in raw else str(PROJECT_ROOT / raw)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment).
 
@@ -272,12 +287,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         db_conn_id=_get(environ, "MRI_DB_CONN_ID") or defaults.db_conn_id,
         db_pool=_get(environ, "MRI_DB_POOL") or defaults.db_pool,
-        storage_root=(_get(environ, "MRI_STORAGE_ROOT") or defaults.storage_root).rstrip("/"),
+        storage_root=_storage_root(environ, defaults.storage_root),
         storage_conn_id=_get(environ, "MRI_STORAGE_CONN_ID"),
         labels=_labels(environ),
         move_batch_size=_positive_int(environ, "MRI_MOVE_BATCH_SIZE", defaults.move_batch_size),
         sensor_poke_seconds=_positive_int(environ, "MRI_SENSOR_POKE_SECONDS", defaults.sensor_poke_seconds),
         register_batch_size=_positive_int(environ, "MRI_REGISTER_BATCH_SIZE", defaults.register_batch_size),
+        ingest_attempts=_positive_int(environ, "MRI_INGEST_ATTEMPTS", defaults.ingest_attempts),
+        batch_timeout_minutes=_positive_int(environ, "MRI_BATCH_TIMEOUT_MINUTES", defaults.batch_timeout_minutes),
         labels_csv=_get(environ, "MRI_LABELS_CSV"),
         min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
         max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),

@@ -1,9 +1,15 @@
 """Landing -> raw: move exactly the listed files, quarantine what is not an image, lose nothing.
 
-A file is copied to its destination first and deleted from landing only after the copy exists,
-one key at a time: a crash or an unreachable store leaves it in landing for the next run. A
+A file is first claimed (locally renamed to a private name; on S3 pinned to its ETag), then copied
+to its destination, and only then deleted, as that claim: an upload renamed into place meanwhile
+is a new file and stays. A crash or an unreachable store leaves it in landing for the next run. A
 destination name is never overwritten: same bytes count as a duplicate upload, other bytes get a
 name with their content fingerprint, so both uploads survive.
+
+Every file gets an outcome, one file at a time: an error is that file's outcome (``failed``, it
+stays in landing and the batch goes on); after MRI_INGEST_ATTEMPTS runs it goes to quarantine, or
+is parked beside its folder if even that fails. A replayed batch (Airflow's retry of a mapped
+task) finds the files an earlier try moved ``gone`` and skips them.
 """
 
 from __future__ import annotations
@@ -15,21 +21,32 @@ import posixpath
 import re
 from dataclasses import asdict, dataclass
 
-from include.storage import Storage
+from include.storage import Storage, StorageUnavailableError
+from include.storage.base import REGULAR
 
 log = logging.getLogger(__name__)
 
 # Leading bytes of the image formats the pipeline reads.
 IMAGE_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 SIGNATURE_BYTES = max(len(s) for s in IMAGE_SIGNATURES)
+# Longest file name (one path component) local filesystems take: ext4, xfs, APFS, NTFS.
+MAX_NAME_BYTES = 255
+# ` (upload 3f9a1c2b0e4d)` before the extension: the registry strips it to find the CSV row.
+UPLOAD_SUFFIX = re.compile(r" \(upload [0-9a-f]{12}\)(?=\.[^./]*$|$)")
 
 
 @dataclass(frozen=True)
 class Outcome:
     source: str
     destination: str
-    outcome: str  # moved | duplicate | quarantined
+    outcome: str  # moved | duplicate | quarantined | failed | gone
     reason: str | None = None
+
+    @property
+    def in_raw(self) -> bool:
+        """The file (or, for ``gone``, maybe an earlier try's copy) is in raw/ and may need registering."""
+        copied = self.outcome in ("moved", "duplicate") and self.destination.startswith("raw/")
+        return copied or self.outcome == "gone"
 
 
 def landing_prefix(split: str) -> str:
@@ -41,9 +58,14 @@ def batches(keys: list[str], size: int) -> list[list[str]]:
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
-def quarantine_reason(storage: Storage, key: str) -> str | None:
+def quarantine_reason(storage: Storage, key: str, kind: str = REGULAR) -> str | None:
     """Why ``key`` is not an image the pipeline can take, or None. Only the first bytes are read;
-    decoding and fingerprinting happen at registration."""
+    decoding and fingerprinting happen at registration.
+
+    :param kind: what the entry is (from the claim): anything but a regular file is never opened.
+    """
+    if kind != REGULAR:
+        return f"not a regular file: {kind}"
     try:
         head = storage.read(key, SIGNATURE_BYTES)
     except OSError as err:  # e.g. a symlink, refused on purpose
@@ -56,38 +78,122 @@ def quarantine_reason(storage: Storage, key: str) -> str | None:
 
 
 def fingerprinted(key: str, data: bytes) -> str:
-    """``raw/train/glioma (1).jpg`` -> ``raw/train/glioma (1) (upload 3f9a1c2b0e4d).jpg``."""
-    stem, suffix = posixpath.splitext(key)
-    return f"{stem} (upload {hashlib.sha256(data).hexdigest()[:12]}){suffix}"
+    """``raw/train/glioma (1).jpg`` -> ``raw/train/glioma (1) (upload 3f9a1c2b0e4d).jpg``.
+
+    The stem is shortened if the name would pass MAX_NAME_BYTES: a long name must not turn a
+    re-upload into a file that can never be placed."""
+    folder, name = posixpath.split(key)
+    stem, suffix = posixpath.splitext(name)
+    tag = f" (upload {hashlib.sha256(data).hexdigest()[:12]}){suffix}"
+    room = MAX_NAME_BYTES - len(tag.encode("utf-8", "surrogateescape"))
+    while len(stem.encode("utf-8", "surrogateescape")) > room:  # whole characters only
+        stem = stem[:-1]
+    return posixpath.join(folder, f"{stem}{tag}")
 
 
-def place(storage: Storage, source: str, destination: str) -> tuple[str, bool]:
+def place(storage: Storage, source: str, destination: str, source_tag: str | None = None) -> tuple[str, bool]:
     """Copy ``source`` to ``destination`` or, if taken by other bytes, to a fingerprinted name.
 
+    :param source_tag: the claimed version of ``source``; another version is not copied.
     :return: the key it now lives at, and whether those bytes were already there (a duplicate).
     """
-    if storage.copy_new(source, destination):
+    if storage.copy_new(source, destination, source_tag):
         return destination, False
     data = storage.read(source)
     if storage.read(destination) == data:
         return destination, True
     alternative = fingerprinted(destination, data)
-    if storage.copy_new(source, alternative):
+    if storage.copy_new(source, alternative, source_tag):
         return alternative, False
     if storage.read(alternative) == data:
         return alternative, True
     raise RuntimeError(f"{alternative} exists with other bytes than {source}; left in landing")
 
 
-def ingest_file(storage: Storage, key: str, split: str) -> Outcome:
-    """Move one landing file to raw/ or quarantine/, keeping its path below landing/<split>/."""
+def ingest_file(storage: Storage, key: str, split: str, reason: str | None = None) -> Outcome:
+    """Move one landing file to raw/ or quarantine/, keeping its path below landing/<split>/.
+
+    :param reason: quarantine it for this reason, whatever its bytes (a file out of attempts).
+    """
     relative = key[len(landing_prefix(split)) + 1 :]
-    reason = quarantine_reason(storage, key)
-    area = "quarantine" if reason else "raw"
-    destination, duplicate = place(storage, key, f"{area}/{split}/{relative}")
-    storage.delete(key)
+    claim = storage.claim(key)
+    if claim is None:
+        return Outcome(key, "", "gone", "not in landing: moved by an earlier try of this batch, or removed")
+    try:
+        reason = reason or quarantine_reason(storage, claim.key, claim.kind)
+        area = "quarantine" if reason else "raw"
+        destination, duplicate = place(storage, claim.key, f"{area}/{split}/{relative}", claim.tag)
+    except BaseException:
+        storage.unclaim(claim, key)
+        raise
+    if not storage.release(claim):
+        log.info("%s was uploaded again while it was being moved; the new upload stays for the next run", key)
     outcome = "quarantined" if reason else ("duplicate" if duplicate else "moved")
     return Outcome(key, destination, outcome, reason)
+
+
+def attempts_key(split: str, key: str) -> str:
+    """Where the failed attempts of one landing file are counted (a hash: any name fits)."""
+    return f"ingest_attempts/{split}/{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.json"
+
+
+def failed_attempts(storage: Storage, split: str) -> dict[str, int]:
+    """Landing key -> runs it has failed in so far; one listing per batch, empty when all is well."""
+    counts = {}
+    for obj in storage.list(f"ingest_attempts/{split}"):
+        record = json.loads(storage.read(obj.key))
+        counts[record["key"]] = record["attempts"]
+    return counts
+
+
+def describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def after_failure(storage: Storage, key: str, split: str, attempt: int, max_attempts: int, err: Exception) -> Outcome:
+    """The outcome of a file whose move raised: counted and left in landing, or, out of
+    attempts, quarantined; a file that cannot even be quarantined is parked where it is."""
+    if attempt < max_attempts:
+        record = {"key": key, "attempts": attempt, "error": describe(err)}
+        storage.write(attempts_key(split, key), json.dumps(record).encode())
+        why = f"attempt {attempt} of {max_attempts} (MRI_INGEST_ATTEMPTS) failed: {describe(err)}; left in landing"
+        return Outcome(key, "", "failed", why)
+    reason = f"failed {attempt} times (MRI_INGEST_ATTEMPTS): {describe(err)}"
+    try:
+        outcome = ingest_file(storage, key, split, reason=reason)
+    except StorageUnavailableError:
+        raise
+    except Exception as quarantine_err:
+        marker = storage.park(key, f"{reason}\nquarantine failed too: {describe(quarantine_err)}\n")
+        outcome = Outcome(
+            key,
+            "",
+            "failed",
+            f"{reason}; quarantine failed too ({describe(quarantine_err)}): parked in landing, "
+            f"not listed until {marker} is deleted",
+        )
+    storage.delete(attempts_key(split, key))
+    return outcome
+
+
+def move_files(storage: Storage, keys: list[str], split: str, max_attempts: int) -> list[Outcome]:
+    """Every key's outcome: one file's error never stops the others. Only an unreachable store
+    stops the batch (every file would fail alike; Airflow's retry resumes, skipping moved files)."""
+    attempts = failed_attempts(storage, split)
+    outcomes = []
+    for key in keys:
+        try:
+            outcome = ingest_file(storage, key, split)
+        except StorageUnavailableError:
+            raise
+        except Exception as err:
+            log.warning("Moving %s failed: %s", key, describe(err))
+            outcome = after_failure(storage, key, split, attempts.get(key, 0) + 1, max_attempts, err)
+        else:
+            if key in attempts:
+                storage.delete(attempts_key(split, key))
+        outcomes.append(outcome)
+    return outcomes
 
 
 def safe_name(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 
 from airflow.decorators import dag, task
 from airflow.exceptions import AirflowSkipException
@@ -12,7 +13,7 @@ from airflow.models.dag import DAG
 from include.config import settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import RAW
-from include.ingestion import batches, ingest_file, landing_prefix, write_outcome_log
+from include.ingestion import batches, landing_prefix, move_files, write_outcome_log
 from include.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -42,40 +43,56 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
             "wait_for_landing_files", landing_prefix(split), cfg.sensor_poke_seconds
         )
 
-        @task
+        # Nothing may hang a continuous DAG: a stuck read or a stalled store fails the task in time.
+        timeout = timedelta(minutes=cfg.batch_timeout_minutes)
+
+        @task(execution_timeout=timeout)
         def list_landing_batches() -> list[list[str]]:
             """The snapshot this run owns: files arriving later wait for the next run."""
             keys = [o.key for o in get_storage().list(landing_prefix(split))]
             log.info("%s files in landing/%s, %s per batch", len(keys), split, cfg.move_batch_size)
             return batches(keys, cfg.move_batch_size)
 
-        @task(map_index_template="{{ task.op_kwargs['keys'][0] | default('') }}", multiple_outputs=False)
+        # The UI name of a batch: its first key, cut to fit rendered_map_index (VARCHAR(250)).
+        @task(
+            map_index_template="{{ task.op_kwargs['keys'][0] | default('') | truncate(120, True, '...', 0) }}",
+            multiple_outputs=False,
+            execution_timeout=timeout,
+        )
         def move_batch(keys: list[str], **context) -> dict:
+            """Every key gets an outcome, logged in storage before the task ends; a failed file is
+            that file's outcome, never the batch's."""
             storage = get_storage()
-            outcomes = [ingest_file(storage, key, split) for key in keys]
+            outcomes = move_files(storage, keys, split, cfg.ingest_attempts)
             log_key = write_outcome_log(storage, split, context["run_id"], context["ti"].map_index, outcomes)
             counts = Counter(o.outcome for o in outcomes)
             log.info("Batch of %s: %s; outcomes in %s", len(keys), dict(counts), log_key)
             return {
                 "counts": dict(counts),
-                "quarantined": {o.source: o.reason for o in outcomes if o.reason},
+                "in_raw": sum(o.in_raw for o in outcomes),
+                "quarantined": {o.source: o.reason for o in outcomes if o.outcome == "quarantined"},
+                "failed": {o.source: o.reason for o in outcomes if o.outcome == "failed"},
                 "log": storage.uri(log_key),
             }
 
         @task(outlets=[RAW[split]], multiple_outputs=False)
         def summarize(results: list[dict]) -> dict:
-            """Emit raw/<split> only if something new reached raw/."""
+            """Emit raw/<split> if anything may be in raw/ unregistered: a new file, a duplicate
+            whose copy a crashed run left there, or a file an earlier try moved."""
             counts: Counter = Counter()
             for result in results:
                 counts.update(result["counts"])
             summary = {
                 "counts": dict(counts),
                 "quarantined": {k: v for r in results for k, v in r["quarantined"].items()},
+                "failed": {k: v for r in results for k, v in r.get("failed", {}).items()},
                 "logs": [r["log"] for r in results],
             }
             log.info("landing/%s -> raw/%s: %s", split, split, summary["counts"])
-            if not counts["moved"]:
-                raise AirflowSkipException("No new image reached raw/; the registry has nothing to do.")
+            for key, reason in summary["failed"].items():
+                log.warning("%s: %s", key, reason)
+            if not sum(r.get("in_raw", 0) for r in results):
+                raise AirflowSkipException("Nothing reached raw/; the registry has nothing to do.")
             return summary
 
         listed = list_landing_batches()

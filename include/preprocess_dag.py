@@ -4,6 +4,7 @@
 # to turn the summary table into a DataFrame.
 import logging
 from collections import Counter
+from datetime import timedelta
 
 import pandas as pd
 from airflow.decorators import dag, task
@@ -30,6 +31,8 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
     cfg = settings()
     # Every task that opens the registry runs in this pool; its size follows the backend.
     in_db_pool = {"pool": cfg.db_pool}
+    # Nothing may hang a run: a stuck read or a stalled database fails the task in time.
+    timeout = timedelta(minutes=cfg.batch_timeout_minutes)
 
     @dag(
         dag_id=f"preprocess_{split}_data",
@@ -46,18 +49,29 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             task_id="list_raw_files", path=get_storage().uri(f"raw/{split}/"), conn_id=cfg.storage_conn_id
         )
 
-        @task(**in_db_pool)
+        @task(execution_timeout=timeout, **in_db_pool)
         def plan_batches(files: list[File]) -> list[list[str]]:
-            """Only files not registered yet, in batches: a re-run reads nothing twice."""
+            """Only files not registered yet, in batches: a re-run reads nothing twice. A bad
+            MRI_LABELS_CSV fails here, once, before any batch starts."""
             from include.db import get_database
-            from include.registry import registered_uris
+            from include.registry import read_label_overrides, registered_uris, registry_uri
 
+            storage = get_storage()
+            read_label_overrides(storage, cfg.labels_csv)
             known = registered_uris(get_database(), split)
-            new = sorted(f.path for f in files if f.path not in known)
+            # The Astro SDK's local listing returns folders too: they are not files to register.
+            new = sorted(f.path for f in files if registry_uri(f.path) not in known)
+            new = [path for path in new if not storage.is_folder(storage.key(path))]
             log.info("%s files in raw/%s, %s new, %s per batch", len(files), split, len(new), cfg.register_batch_size)
             return batches(new, cfg.register_batch_size)
 
-        @task(map_index_template="{{ task.op_kwargs['uris'][0] | default('') }}", multiple_outputs=False, **in_db_pool)
+        # The UI name of a batch: its first uri, cut to fit rendered_map_index (VARCHAR(250)).
+        @task(
+            map_index_template="{{ task.op_kwargs['uris'][0] | default('') | truncate(120, True, '...', 0) }}",
+            multiple_outputs=False,
+            execution_timeout=timeout,
+            **in_db_pool,
+        )
         def register_batch(uris: list[str], **context) -> dict:
             from include.db import get_database
             from include.registry import Limits, fingerprint, read_label_overrides, write_records

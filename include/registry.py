@@ -17,7 +17,9 @@ from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
+from include.config import ConfigError
 from include.db import RegistryDatabase
+from include.ingestion import UPLOAD_SUFFIX
 from include.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class ImageRecord(NamedTuple):
 
 IMAGE_COLUMNS = ImageRecord._fields
 FILE_COLUMNS = ("uri", "content_hash", "split", "run_id")
+# What write_records stores per file: the label each file carries (migration 0004), so two files
+# with the same bytes and different labels show up in the `label_conflicts` view.
+FILE_ROW_COLUMNS = (*FILE_COLUMNS, "label")
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,12 @@ class Quarantine(Exception):
     """The file cannot be registered; the message is the reason stored with it."""
 
 
-def label_of(name: str, labels: tuple[str, ...], overrides: dict[str, str]) -> str:
-    """The class of a file: the labels CSV when it names the file, else the file-name rule."""
-    label = overrides.get(name)
+def label_of(name: str, labels: tuple[str, ...], overrides: dict[str, str], paths: tuple[str, ...] = ()) -> str:
+    """The class of a file: the labels CSV when it names the file, else the file-name rule.
+
+    :param paths: the CSV names to look the file up by (see :func:`csv_names`); default its name.
+    """
+    label = next((overrides[p] for p in paths or (name,) if p in overrides), None)
     if label is None:
         match = LABEL_IN_NAME.match(name)
         if not match:
@@ -93,6 +101,28 @@ def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
     return width, height, image.mode
 
 
+def registry_uri(uri: str) -> str:
+    """``uri`` as the registry stores it: a name that is not UTF-8 (a Linux file name may be any
+    bytes; Python carries them as surrogates) gets ``\\xff`` escapes, which every driver can write."""
+    try:
+        uri.encode("utf-8")
+        return uri
+    except UnicodeEncodeError:
+        try:
+            return uri.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return uri.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def csv_names(key: str, split: str) -> tuple[str, ...]:
+    """The labels CSV names a file by its path as uploaded below landing/<split>/ (optionally
+    prefixed by the split): ``raw/train/a/scan (upload 3f9a1c2b0e4d).jpg`` -> ``train/a/scan.jpg``,
+    ``a/scan.jpg``. So re-uploads keep their row and two folders' ``scan.jpg`` keep theirs."""
+    area = f"raw/{split}/"
+    relative = UPLOAD_SUFFIX.sub("", key[len(area) :] if key.startswith(area) else posixpath.basename(key))
+    return f"{split}/{relative}", relative
+
+
 def fingerprint(
     storage: Storage,
     uri: str,
@@ -103,6 +133,7 @@ def fingerprint(
     limits: Limits,
 ) -> ImageRecord:
     """Read one file and return its row: registered, or quarantined with the reason."""
+    stored_uri = registry_uri(uri)
     try:
         data = storage.read(storage.key(uri))
     except OSError as err:  # a directory, a symlink (refused, never followed), no permission
@@ -110,32 +141,50 @@ def fingerprint(
             "a directory, not a file" if isinstance(err, IsADirectoryError) else f"unreadable: {err.strerror or err}"
         )
         # No bytes to key by: the uri keys it, so two unreadable files never share a row.
-        unread_key = hashlib.sha256(f"unreadable:{uri}".encode()).hexdigest()
-        return ImageRecord(unread_key, uri, split, None, None, None, None, 0, "quarantined", reason, run_id)
+        unread_key = hashlib.sha256(f"unreadable:{stored_uri}".encode()).hexdigest()
+        return ImageRecord(unread_key, stored_uri, split, None, None, None, None, 0, "quarantined", reason, run_id)
     content_hash = hashlib.sha256(data).hexdigest()
     label = None
     try:
-        label = label_of(posixpath.basename(uri), labels, overrides)
+        if stored_uri != uri:
+            raise Quarantine(
+                "file name is not valid UTF-8 (stored with \\x escapes); rename it in UTF-8 and upload it again"
+            )
+        label = label_of(posixpath.basename(uri), labels, overrides, csv_names(storage.key(uri), split))
         width, height, mode = inspect_image(data, limits)
     except Quarantine as why:
         return ImageRecord(
-            content_hash, uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id
+            content_hash, stored_uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id
         )
     return ImageRecord(content_hash, uri, split, label, width, height, mode, len(data), "registered", None, run_id)
 
 
 def read_label_overrides(storage: Storage, key: str | None) -> dict[str, str]:
-    """``file,label`` rows of the labels CSV (file = the name as uploaded), lower-cased labels."""
+    """``file,label`` rows of the labels CSV, lower-cased labels. ``file`` is the path as uploaded
+    below landing/<split>/ (``scan_001.jpg``, ``site_a/scan_001.jpg``), optionally prefixed by the
+    split (``test/scan_001.jpg``) where both splits hold that path."""
     if key is None:
         return {}
+    if not storage.exists(key):
+        raise ConfigError(
+            f"MRI_LABELS_CSV {key!r} is not in the storage (looked for {storage.uri(key)}). Upload the CSV "
+            "there (columns file,label) or unset MRI_LABELS_CSV to label by file name only."
+        )
     rows = csv.DictReader(io.StringIO(storage.read(key).decode("utf-8-sig")))
     if not rows.fieldnames or not {"file", "label"} <= set(rows.fieldnames):
         raise ValueError(f"MRI_LABELS_CSV {key!r} needs the columns file,label; found {rows.fieldnames}")
-    return {posixpath.basename(row["file"]): row["label"].strip().lower() for row in rows}
+    return {csv_path(row["file"]): row["label"].strip().lower() for row in rows}
+
+
+def csv_path(name: str) -> str:
+    """A CSV ``file`` cell as a landing-relative path: ``./a/x.jpg``, ``landing/a/x.jpg`` -> ``a/x.jpg``."""
+    path = posixpath.normpath(name.strip().replace("\\", "/")).lstrip("/")
+    return path.removeprefix("landing/")
 
 
 def registered_uris(db: RegistryDatabase, split: str) -> set[str]:
-    """The files of ``split`` already in the registry: a re-run reads only what is new."""
+    """The files of ``split`` already in the registry (as :func:`registry_uri` stores them): a
+    re-run reads only what is new."""
     rows = db.fetch_all(f"SELECT uri FROM image_files WHERE split = {db.placeholder}", (split,))
     return {uri for (uri,) in rows}
 
@@ -146,5 +195,9 @@ def write_records(db: RegistryDatabase, records: list[ImageRecord], run_id: str)
     with db.transaction() as cursor:
         db.insert_new_rows(cursor, "images", IMAGE_COLUMNS, "content_hash", records)
         db.insert_new_rows(
-            cursor, "image_files", FILE_COLUMNS, "uri", [(r.uri, r.content_hash, r.split, run_id) for r in records]
+            cursor,
+            "image_files",
+            FILE_ROW_COLUMNS,
+            "uri",
+            [(r.uri, r.content_hash, r.split, run_id, r.label) for r in records],
         )

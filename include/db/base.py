@@ -19,8 +19,11 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def checked_identifiers(*names: str) -> None:
+    """Raise unless every name is a plain SQL identifier (a raise, not an assert: ``python -O``
+    strips asserts, and this check stands between a name and the SQL text)."""
     bad = [name for name in names if not IDENTIFIER.match(name)]
-    assert not bad, f"not plain SQL identifiers: {bad}"
+    if bad:
+        raise ValueError(f"not plain SQL identifiers: {bad}; table and column names come from code constants")
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -68,7 +71,9 @@ class RegistryDatabase(ABC):
         self, cursor: Any, table: str, columns: Sequence[str], key: str | tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Insert the ``rows`` whose ``key`` is not in ``table`` yet; duplicates within ``rows``
-        keep the first. Idempotent, and safe with concurrent writers (ON CONFLICT DO NOTHING).
+        keep the first. Idempotent, and safe with concurrent writers (ON CONFLICT DO NOTHING):
+        rows go in key order, so two writers sharing keys wait on each other in the same order
+        and never deadlock.
 
         :param cursor: the cursor of the caller's transaction.
         :param table: target table (a code constant).
@@ -86,7 +91,8 @@ class RegistryDatabase(ABC):
             first_per_key.setdefault(tuple(row[i] for i in key_indexes), row)
         if not first_per_key:
             return
-        self._insert_unique_rows(cursor, table, columns, ", ".join(key_columns), list(first_per_key.values()))
+        ordered = [first_per_key[k] for k in sorted(first_per_key)]
+        self._insert_unique_rows(cursor, table, columns, ", ".join(key_columns), ordered)
 
     def _insert_unique_rows(
         self, cursor: Any, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
@@ -95,7 +101,14 @@ class RegistryDatabase(ABC):
         faster path."""
         staged = self._stage(cursor, table, columns, rows)
         names = ", ".join(columns)
-        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} ON CONFLICT ({key}) DO NOTHING")
+        # ORDER BY: the staged rows reach the table's unique index in key order too (see insert_new_rows).
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} ORDER BY {key} ON CONFLICT ({key}) DO NOTHING"
+        )
+
+    def explain_open_error(self, err: Exception) -> str | None:
+        """A backend's own message for a failure to open the database, or None for the generic one."""
+        return None
 
     def lock_for_migrations(self, cursor: Any) -> None:  # noqa: B027 (an optional hook, empty on purpose)
         """Keep concurrent migration runners apart; nothing to do where the pool already does."""
@@ -108,7 +121,8 @@ class RegistryDatabase(ABC):
         except Exception as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise DatabaseUnavailableError(
-                f"MRI_DB_CONN_ID {self.conn_id!r} ({self.conn_type} at {self.describe()}) cannot be opened: "
+                self.explain_open_error(err)
+                or f"MRI_DB_CONN_ID {self.conn_id!r} ({self.conn_type} at {self.describe()}) cannot be opened: "
                 f"{first_line}. Start the database or fix the connection, or point "
                 "AIRFLOW_VAR_MRI_DB_CONN_ID at another connection."
             ) from err

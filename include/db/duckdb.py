@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,20 @@ class DuckDBDatabase(RegistryDatabase):
 
     def describe(self) -> str:
         return self.connection.host or ":memory:"
+
+    def explain_open_error(self, err: Exception) -> str | None:
+        # DuckDB's text: 'Could not set lock on file "<path>": Conflicting lock is held in
+        # <program> (PID <n>) by user <u>.' Only the holder can release it.
+        if "Could not set lock on file" not in str(err):
+            return None
+        holder = re.search(r"lock is held in (.+?) \(PID (\d+)\)", str(err))
+        who = f"{holder[1]} (PID {holder[2]})" if holder else "unknown, see `fuser` on the file"
+        return (
+            f"MRI_DB_CONN_ID {self.conn_id!r}: another process holds the lock on the DuckDB file {self.path}: "
+            f"{who}. DuckDB lets one process open a file at a time; stop that process (e.g. the scheduler "
+            "while `make migrate` runs) or wait for its task to finish, or point AIRFLOW_VAR_MRI_DB_CONN_ID "
+            "at a Postgres connection for concurrent access."
+        )
 
     def _connect(self) -> Any:
         import duckdb

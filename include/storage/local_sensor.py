@@ -2,7 +2,7 @@
 
 Airflow's FileSensor/FileTrigger fire on any file, including an upload still being written under
 a temporary name; the run would then list nothing, end, and the next one would fire again at
-once. This pair applies ``is_listable``, the filter the ingestion listing uses.
+once. This pair applies ``visible``, the filter the ingestion listing uses.
 """
 
 from __future__ import annotations
@@ -16,15 +16,18 @@ from typing import Any
 from airflow.sensors.base import BaseSensorOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from include.storage.base import is_listable
+from include.storage.base import StoredObject, visible
 
 
 def has_complete_file(folder: str) -> bool:
-    """True as soon as one listable file is anywhere below ``folder``."""
-    for _, _, filenames in os.walk(folder):
-        if any(is_listable(name) for name in filenames):
-            return True
-    return False
+    """True if the listing of ``folder`` would show a file (``visible``: the listing's own rule,
+    so claimed files count and parked ones do not)."""
+    found = [
+        StoredObject(os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/"), 0)
+        for dirpath, _, filenames in os.walk(folder)
+        for name in filenames
+    ]
+    return bool(visible(found))
 
 
 class LandingFolderTrigger(BaseTrigger):

@@ -5,7 +5,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from include.storage.base import Storage, StorageUnavailableError, StoredObject, is_listable
+from include.storage.base import Claim, Storage, StorageUnavailableError, StoredObject, visible
+
+# S3 error codes that mean "no such key" (the HEAD of a missing key has no body, hence "404").
+MISSING = ("404", "NoSuchKey", "NotFound")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -35,6 +38,19 @@ class S3Storage(Storage):
 
     @cached_property
     def client(self) -> Any:
+        from airflow.exceptions import AirflowNotFoundException
+        from airflow.hooks.base import BaseHook
+
+        # Without this check the hook falls back to ambient AWS credentials and every call fails
+        # later with a boto error that names no setting.
+        try:
+            BaseHook.get_connection(self.conn_id)
+        except AirflowNotFoundException:
+            raise StorageUnavailableError(
+                f"MRI_STORAGE_CONN_ID {self.conn_id!r} is not a defined Airflow connection. Define it "
+                f"(AIRFLOW_CONN_{str(self.conn_id).upper()} or airflow_settings.yaml) as an `aws` connection "
+                f"with endpoint_url in its extra, or set MRI_STORAGE_CONN_ID to one that exists (root {self.root})."
+            ) from None
         return self.hook.get_conn()
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
@@ -61,22 +77,23 @@ class S3Storage(Storage):
             )
             for item in page.get("Contents", []):
                 key = item["Key"][len(root_prefix) + 1 :] if root_prefix else item["Key"]
-                if is_listable(key) and not key.endswith("/"):
-                    found.append(StoredObject(key, item["Size"]))
+                found.append(StoredObject(key, item["Size"]))  # folder markers ("x/") have no name: not visible
             if not page.get("IsTruncated"):
-                return sorted(found, key=lambda o: o.key)
+                return visible(found)
             token = page["NextContinuationToken"]
 
-    def exists(self, key: str) -> bool:
+    def _head(self, key: str) -> dict | None:
         from botocore.exceptions import ClientError
 
         try:
-            self._call("head_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key))
+            return self._call("head_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key))
         except ClientError as err:
-            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return False
+            if err.response["Error"]["Code"] in MISSING:
+                return None
             raise
-        return True
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
 
     def read(self, key: str, length: int | None = None) -> bytes:
         from botocore.exceptions import ClientError
@@ -93,31 +110,49 @@ class S3Storage(Storage):
     def write(self, key: str, data: bytes) -> None:
         self._call("put_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key), Body=data)
 
-    def copy_new(self, source: str, destination: str) -> bool:
+    def copy_new(self, source: str, destination: str, source_tag: str | None = None) -> bool:
         # S3 has no create-if-absent copy on every S3 API; one mover per landing prefix
         # (max_active_runs=1, disjoint batches) keeps check-then-copy free of races.
         if self.exists(destination):
             return False
         bucket = self._bucket_and_prefix[0]
+        # CopySourceIfMatch: a source replaced since it was claimed fails the copy (412) instead
+        # of copying bytes the mover never inspected; the file then waits for the next run.
+        condition = {"CopySourceIfMatch": source_tag} if source_tag else {}
         self._call(
             "copy_object",
             Bucket=bucket,
             Key=self._key(destination),
             CopySource={"Bucket": bucket, "Key": self._key(source)},
+            **condition,
         )
         return True
 
     def delete(self, key: str) -> None:
         self._call("delete_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key))
 
-    def landing_sensor(self, task_id: str, prefix: str, poke_interval: float):
-        from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+    def claim(self, key: str) -> Claim | None:
+        # No rename on S3: the claim is the ETag; copy and delete then act on that version only.
+        head = self._head(key)
+        return None if head is None else Claim(key, tag=head["ETag"])
 
-        return S3KeySensor(
-            task_id=task_id,
-            bucket_key=f"{self.root}/{prefix.strip('/')}/*",
-            wildcard_match=True,
-            aws_conn_id=self.conn_id,
-            deferrable=True,
-            poke_interval=poke_interval,
+    def release(self, claim: Claim) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            # If-Match: a new upload under the same name since the copy has another ETag and stays.
+            self._call("delete_object", Bucket=self._bucket_and_prefix[0], Key=self._key(claim.key), IfMatch=claim.tag)
+        except ClientError as err:
+            code = err.response["Error"]["Code"]
+            if code in ("PreconditionFailed", "412"):
+                return False
+            if code not in MISSING:
+                raise
+        return True
+
+    def landing_sensor(self, task_id: str, prefix: str, poke_interval: float):
+        from include.storage.landing_sensor import LandingSensor
+
+        return LandingSensor(
+            task_id=task_id, root=self.root, conn_id=self.conn_id, prefix=prefix, poke_interval=poke_interval
         )

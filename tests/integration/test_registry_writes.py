@@ -47,13 +47,19 @@ def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_complete
     batch = records(0, 40_000)
     restarted = threading.Event()
 
+    seen = []
+
     def restart_when_the_batch_is_in_flight():
         watcher = get_database(postgres_conn_id)
         while not restarted.is_set():
+            # Not the watcher's own query (it names both tables too), and either write path: the
+            # direct COPY into images or the staged ON CONFLICT insert.
             active = watcher.fetch_all(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%staged_images%'"
+                "SELECT query FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                "AND (query LIKE 'COPY images %' OR query LIKE '%staged_images%')"
             )
-            if active[0][0]:
+            if active:
+                seen.append(active[0][0])
                 postgres_server.restart()
                 restarted.set()
             time.sleep(0.005)
@@ -79,6 +85,7 @@ def test_postgres_restart_mid_batch_leaves_no_partial_batch_and_a_retry_complete
     restarted.set()
 
     assert failures >= 1, "the restart did not hit the batch in flight"
+    assert seen and "pg_stat_activity" not in seen[0], f"the watcher restarted on its own query: {seen}"
     # The server's own error reaches Airflow, not a secondary one from rolling back a dead connection.
     assert all(isinstance(e, psycopg2.OperationalError) for e in errors), [repr(e) for e in errors]
     assert count(db) == len(batch) and count(db, "image_files") == len(batch)
