@@ -152,7 +152,8 @@ def build_test_baseline_dag(doc_md: str) -> DAG:
         tags=["mri", "ml", "test"],
     )
     def test_baseline_model():
-        @task(pool=cfg.db_pool, multiple_outputs=False)
+        # multiple_outputs: the evaluate task takes the "model_id" key as its argument.
+        @task(pool=cfg.db_pool, multiple_outputs=True)
         def prepare_baseline(**context) -> dict:
             """Save the base model (MRI_MODEL_SOURCE) with a fresh, untrained head and record it."""
             from include.db import get_database

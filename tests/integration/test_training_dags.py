@@ -1,0 +1,184 @@
+"""train_model, test_baseline_model and test_fine_tuned_model under `dag.test()` on DuckDB and a
+real PostgreSQL: gated snapshots in, bundles, `models` rows and append-only `model_results` out.
+
+A tiny ResNet (saved as a local checkpoint: the folder source) and a handful of toy images keep
+each run to seconds; learning itself is measured on the phantom set (README) and tested in
+tests/unit/test_ml_core.py.
+"""
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from airflow.utils.state import DagRunState, TaskInstanceState
+from PIL import Image
+
+from include.config import settings
+from include.db import get_database
+from include.db.migrations import apply_migrations
+from include.ml.bundle import load_model, missing_files, save_model
+from include.ml.source import build_processor
+from include.registry import ImageRecord, write_records
+from include.snapshots import take_snapshot
+from include.storage import get_storage
+from include.training_dag import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
+
+TINY = {"layer_type": "basic", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}
+
+
+def toy_png(label: str, seed: int) -> bytes:
+    """glioma: a bright patch in the top half; meningioma: in the bottom half."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, (64, 64)).astype(np.uint8)
+    row, column = int(rng.integers(4, 20)), int(rng.integers(10, 50))
+    rows = slice(row, row + 12) if label == "glioma" else slice(52 - row, 64 - row)
+    pixels[rows, column - 8 : column + 4] = 230
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def register_and_gate(db, storage, split: str, per_class: int, first_seed: int) -> str:
+    """Write toy images to storage, register them, snapshot the split and record a passed gate."""
+    records = []
+    for label in ("glioma", "meningioma"):
+        for n in range(per_class):
+            seed = first_seed + n + (1000 if label == "meningioma" else 0)
+            data, key = toy_png(label, seed), f"raw/{split}/{label} ({seed}).png"
+            storage.write(key, data)
+            records.append(
+                ImageRecord(
+                    hashlib.sha256(data).hexdigest(),
+                    storage.uri(key),
+                    split,
+                    label,
+                    64,
+                    64,
+                    "L",
+                    len(data),
+                    "registered",
+                    None,
+                    "setup",
+                )
+            )
+    write_records(db, records, "setup")
+    snapshot = take_snapshot(db, split).snapshot_id
+    p = db.placeholder
+    with db.transaction() as cursor:
+        cursor.execute(
+            f"INSERT INTO quality_runs (suite, split, run_id, success, snapshot) VALUES ({p}, {p}, {p}, {p}, {p})",
+            ("images", split, f"gate-{snapshot[:8]}", True, snapshot),
+        )
+    return snapshot
+
+
+@pytest.fixture
+def ml(db_conn_id, tmp_path, monkeypatch):
+    """Settings for the backend under test, a local store, a tiny base checkpoint, short training."""
+    torch.manual_seed(0)
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    base = tmp_path / "base-checkpoint"
+    save_model(ResNetForImageClassification(ResNetConfig(**TINY, num_labels=2)), build_processor(32), base, {})
+    env = {
+        "AIRFLOW_VAR_MRI_DB_CONN_ID": db_conn_id,
+        "MRI_STORAGE_ROOT": str(tmp_path / "storage"),
+        "MRI_MODEL_SOURCE": str(base),
+        "MRI_MODELS_DIR": str(tmp_path / "models"),
+        "MRI_EVALUATIONS_DIR": str(tmp_path / "evaluations"),
+        "MRI_NOTIFICATIONS_DIR": str(tmp_path / "notifications"),
+        "MRI_PRODUCTION_DIR": str(tmp_path / "production"),
+        "MRI_TRAIN_EPOCHS": "4",
+        "MRI_TRAIN_BATCH_SIZE": "8",
+        "MRI_TRAIN_IMAGE_SIZE": "32",
+        "MRI_TRAIN_SWEEP": json.dumps([{"learning_rate": 0.01}, {"learning_rate": 0.005, "validation_fraction": 0.0}]),
+        "MRI_TORCH_THREADS": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    db = get_database(db_conn_id)
+    apply_migrations(db)
+    yield db, get_storage(), tmp_path
+    settings.cache_clear()
+
+
+def notification(tmp_path, dag_id: str, task_id: str, event: str) -> dict:
+    (path,) = (tmp_path / "notifications" / dag_id).glob(f"*.{task_id}.*.{event}.json")
+    return json.loads(path.read_text())
+
+
+def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
+    db, storage, tmp_path = ml
+    train_snapshot = register_and_gate(db, storage, "train", per_class=12, first_seed=0)
+    test_snapshot = register_and_gate(db, storage, "test", per_class=6, first_seed=500)
+
+    train_run = build_train_model_dag("t").test()
+    assert train_run.state == DagRunState.SUCCESS
+    models = db.fetch_all(
+        "SELECT model_id, role, train_snapshot, path, run_id, CAST(hyperparameters AS TEXT), stage FROM models"
+    )
+    assert len(models) == 2
+    assert {(m[1], m[2], m[4], m[6]) for m in models} == {("fine_tuned", train_snapshot, train_run.run_id, "candidate")}
+    assert sorted(json.loads(m[5])["learning_rate"] for m in models) == [0.005, 0.01]
+    assert all(missing_files(m[3]) == [] for m in models)
+    assert load_model(models[0][3]).metadata["train_snapshot"] == train_snapshot
+    trained = notification(tmp_path, "train_model", "publish_models", "success")["message"]
+    assert trained.startswith(f"2 fine-tuned models on train snapshot {train_snapshot[:12]}: ft-")
+
+    assert build_test_baseline_dag("t").test().state == DagRunState.SUCCESS
+    evaluated = build_test_fine_tuned_dag("t").test()
+    assert evaluated.state == DagRunState.SUCCESS
+
+    results = db.fetch_all(
+        "SELECT r.model_id, m.role, r.test_snapshot, r.images, r.roc_auc, r.accuracy, r.roc_png, r.confusion_png "
+        "FROM model_results r JOIN models m ON m.model_id = r.model_id ORDER BY m.role"
+    )
+    assert [(r[1], r[2], r[3]) for r in results] == [
+        ("baseline", test_snapshot, 12),
+        ("fine_tuned", test_snapshot, 12),
+        ("fine_tuned", test_snapshot, 12),
+    ]
+    assert all(0 <= r[4] <= 1 and 0 <= r[5] <= 1 for r in results)
+    assert all((tmp_path / r[6]).is_file() and (tmp_path / r[7]).is_file() for r in results)
+    message = notification(tmp_path, "test_fine_tuned_model", "publish_results", "success")["message"]
+    assert message.count("ROC AUC") == 3 and " | baseline baseline-" in message
+
+    # Nothing new: nothing evaluated twice, nothing emitted.
+    again = build_test_fine_tuned_dag("t").test()
+    assert again.get_task_instance("publish_results").state == TaskInstanceState.SKIPPED
+    assert db.fetch_all("SELECT COUNT(*) FROM model_results") == [(3,)]
+
+    # A new gated test snapshot: every fine-tuned model is evaluated again, old rows untouched.
+    before = sorted(db.fetch_all("SELECT result_id, model_id, test_snapshot, roc_auc FROM model_results"))
+    newer = register_and_gate(db, storage, "test", per_class=2, first_seed=900)
+    assert build_test_fine_tuned_dag("t").test().state == DagRunState.SUCCESS
+    after = sorted(db.fetch_all("SELECT result_id, model_id, test_snapshot, roc_auc FROM model_results"))
+    assert set(before) <= set(after) and len(after) == 5
+    assert sorted(r[2] for r in after if r not in before) == [newer, newer]
+
+
+def test_a_diverging_training_run_notifies_and_leaves_no_model_folder(ml, monkeypatch):
+    db, storage, tmp_path = ml
+    register_and_gate(db, storage, "train", per_class=4, first_seed=0)
+    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"learning_rate": 1e9, "validation_fraction": 0.0}]))
+    settings.cache_clear()
+
+    run = build_train_model_dag("t").test()
+
+    assert run.state == DagRunState.FAILED
+    assert run.get_task_instance("publish_models").state == TaskInstanceState.UPSTREAM_FAILED
+    failure = notification(tmp_path, "train_model", "fine_tune", "failure")
+    assert "training diverged" in failure["exception"]
+    assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
+    assert db.fetch_all("SELECT COUNT(*) FROM models") == [(0,)]
+
+
+def test_evaluation_waits_for_a_gated_test_snapshot(ml):
+    db, storage, _ = ml
+    run = build_test_fine_tuned_dag("t").test()
+    assert run.get_task_instance("find_unevaluated_models").state == TaskInstanceState.SKIPPED
+    assert db.fetch_all("SELECT COUNT(*) FROM model_results") == [(0,)]
