@@ -138,6 +138,9 @@ def main() -> int:
         env = {**PROJECT_AIRFLOW, **os.environ, **profile}
         log.info("PostgreSQL %s, Redis %s, S3 %s; migrating the metadata", postgres.url, redis_url, s3_endpoint)
         migrate_metadata(env)
+        # The embedded demo's summary (reports/) stays the embedded demo's: this one goes with its logs.
+        if not any(arg.startswith("--summary") for arg in demo_args):
+            demo_args += ["--summary", str(args.home / "demo_summary.json")]
         demo = subprocess.run([sys.executable, "-m", "include.demo", *demo_args], env=env)
     log.info("Servers stopped. Logs of the scheduler, the workers and each task: %s", args.home)
     return demo.returncode
