@@ -65,7 +65,7 @@ demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + 
 predict: install  ## class probabilities of IMAGES="a.jpg b.png" from the production bundle; JSON=1 for JSON
 	$(BIN)/python -m include.predict $(if $(JSON),--json) $(IMAGES)
 
-demo-scale: install  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
+demo-scale: install system-deps  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
 	$(BIN)/python -m include.scale_profile
 
 copy-registry: install  ## copy the registry's tables between backends, e.g. FROM=mri_db TO=mri_pg (idempotent, verified)
