@@ -283,6 +283,17 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
         assert (bundle / name).is_file()
 
 
+def test_nothing_evaluated_yet_is_recorded_and_emits_nothing(registry, tmp_path):
+    events_before = deployed_events()
+
+    decision, state = run_deploy()
+
+    assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert decision["reason"].startswith("No fine-tuned model has a roc_auc on the latest gated test snapshot")
+    assert registry.fetch_all("SELECT promoted, candidate_model_id FROM promotions") == [(False, None)]
+    assert deployed_events() == events_before and served(tmp_path) is None
+
+
 def test_production_not_evaluated_on_the_snapshot_is_not_replaced_blindly(registry, model_dirs, tmp_path):
     db = registry
     gate(db, OLD, at=1)
