@@ -236,7 +236,10 @@ class LocalBundles:
 
     def finish(self, staging: Path, release: str) -> Path:
         """Make a fully written staging folder a release, in one rename (durable before it is visible)."""
+        # Readable by the serving and training users (save_model's temp folders are private, 0700).
+        staging.chmod(0o755)
         for path in staging.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
             if path.is_file():
                 with open(path, "rb") as handle:
                     os.fsync(handle.fileno())

@@ -281,6 +281,8 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     assert json.loads((bundle / "metrics.json").read_text())["result_id"] == "r4"
     for name in ("config.json", "preprocessor_config.json", "model.safetensors", "mri_model.json"):
         assert (bundle / name).is_file()
+    # Readable by whoever serves or fine-tunes from it, though save_model keeps its folders private.
+    assert (bundle.stat().st_mode & 0o777, (bundle / "model.safetensors").stat().st_mode & 0o777) == (0o755, 0o644)
 
 
 def test_nothing_evaluated_yet_is_recorded_and_emits_nothing(registry, tmp_path):
