@@ -31,19 +31,30 @@ RUNS_LOG = "runs.jsonl"
 # GX's pages load Bootstrap from CDNs; this plug-in style sheet (GX inlines it into every page)
 # keeps them readable without a network.
 OFFLINE_CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #212529; }
-table { border-collapse: collapse; margin: .5rem 0; }
+body { font-family: system-ui, sans-serif; margin: 0 1.5rem; color: #212529; font-size: 15px; }
+.navbar { display: flex; align-items: center; border-bottom: 1px solid #dee2e6; margin-bottom: 1rem; }
+.navbar-brand img { display: none; } /* fetched from GX's web assets: a broken image offline */
+ol.breadcrumb { display: flex; list-style: none; padding: 0; margin: 0; gap: .75rem; }
+.row { display: flex; flex-wrap: wrap; }
+.col-lg-2 { flex: 0 0 17%; max-width: 17%; } .col-md-10 { flex: 0 0 81%; max-width: 81%; padding-left: 1.5rem; }
+.col-12 { width: 100%; } .col-6 { width: 50%; }
+ul.nav { list-style: none; padding-left: .5rem; }
+.card.mb-3, .collapse { display: none; } /* the result filter and "more info" need Bootstrap's JS */
+.card { border: 1px solid #dee2e6; border-radius: .25rem; margin: .5rem 0; padding: .25rem .75rem; }
+table { border-collapse: collapse; margin: .25rem 0; }
 td, th { border: 1px solid #dee2e6; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-.container-fluid, .row { width: 100%; }
-.card { border: 1px solid #dee2e6; border-radius: .25rem; margin: .75rem 0; padding: .5rem 1rem; }
-.text-danger, .badge-danger { color: #b02a37; } .text-success, .badge-success { color: #146c43; }
+.table { width: 100%; }
+.alert-secondary { display: block; background: #f1f3f5; padding: .25rem .5rem; border-radius: .25rem; }
+.text-danger { color: #b02a37; } .text-success { color: #146c43; }
+.fa-check-circle::before { content: "\\2714"; } .fa-times::before { content: "\\2718"; }
 """
 INDEX_CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #212529; }
 h1 { font-size: 1.6rem; margin-bottom: .25rem; } p.meta { color: #6c757d; margin-top: 0; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th { background: #f1f3f5; text-align: left; }
-td, th { border: 1px solid #dee2e6; padding: .4rem .6rem; vertical-align: top; }
+td, th { border: 1px solid #dee2e6; padding: .4rem .6rem; vertical-align: top; overflow-wrap: anywhere; }
+th, td.n { white-space: nowrap; } td.run { min-width: 11rem; } td.failed { min-width: 20rem; }
 td.ok { color: #146c43; font-weight: 600; } td.bad { color: #b02a37; font-weight: 600; }
 code { font-size: .85rem; } ul { margin: 0; padding-left: 1.1rem; }
 """
@@ -65,10 +76,15 @@ def locked_context(quality_dir: Path) -> Iterator[Any]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX logs each load of its config at INFO, whole data source dicts included: noise in task logs.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     quality_dir.mkdir(parents=True, exist_ok=True)
     with open(quality_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         context = gx.get_context(mode="file", project_root_dir=str(quality_dir))
+        # GX re-reads this (template-only) file for every config value it resolves, about a second
+        # per gate run in YAML parsing; without it, it resolves from the environment alone.
+        Path(context.root_directory, "uncommitted", "config_variables.yml").unlink(missing_ok=True)
         if context.variables.progress_bars is None:  # task logs are no place for progress bars
             context.variables.progress_bars = ProgressBarsConfig(globally=False)
             context.variables.save()
@@ -154,22 +170,22 @@ def index_html(entries: list[dict], site: Path) -> str:
     rows = []
     for entry in sorted(entries, key=lambda e: e["at"], reverse=True):
         verdict = "passed" if entry["success"] else "failed"
-        failed = "".join(f"<li>{html.escape(text)}</li>" for text in entry["failed"]) or "none"
-        links = " · ".join(
+        failed = "".join(f"<li>{html.escape(_shorten(text))}</li>" for text in entry["failed"]) or "none"
+        links = "<br>".join(
             f'<a href="{html.escape(os.path.relpath(page, site))}">{html.escape(name)}</a>'
             for name, page in entry["pages"].items()
         )
         rows.append(
             "<tr>"
-            f"<td>{html.escape(entry['at'][:19].replace('T', ' '))}</td>"
-            f"<td>{html.escape(entry['kind'])}</td>"
-            f"<td><code>{html.escape(entry['run_id'])}</code></td>"
-            f"<td>{html.escape(entry['split'])}</td>"
-            f"<td><code>{html.escape(entry['snapshot'][:12])}</code></td>"
-            f"<td>{entry['images']}</td>"
-            f'<td class="{"ok" if entry["success"] else "bad"}">{verdict}</td>'
-            f"<td><ul>{failed}</ul></td>"
-            f"<td>{links}</td>"
+            f'<td class="n">{html.escape(entry["at"][:19].replace("T", " "))}</td>'
+            f'<td class="n">{html.escape(entry["kind"])}</td>'
+            f'<td class="run"><code>{html.escape(entry["run_id"])}</code></td>'
+            f'<td class="n">{html.escape(entry["split"])}</td>'
+            f'<td class="n"><code>{html.escape(entry["snapshot"][:12])}</code></td>'
+            f'<td class="n">{entry["images"]}</td>'
+            f'<td class="n {"ok" if entry["success"] else "bad"}">{verdict}</td>'
+            f'<td class="failed"><ul>{failed}</ul></td>'
+            f'<td class="n">{links}</td>'
             "</tr>"
         )
     header = "".join(
@@ -184,3 +200,8 @@ def index_html(entries: list[dict], site: Path) -> str:
         "validation result.</p>"
         f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></body></html>"
     )
+
+
+def _shorten(text: str, limit: int = 260) -> str:
+    """A failure as the index shows it; the run's page and quality_runs keep it whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -9,8 +9,6 @@ measurements that chose it for Postgres as well).
 from __future__ import annotations
 
 import logging
-import posixpath
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +21,6 @@ log = logging.getLogger(__name__)
 
 # The columns of a snapshot's rows, in this order (the schema expectation pins the set).
 IMAGE_COLUMNS = ("content_hash", "label", "uri", "split", "width", "height", "mode")
-# Issue 7 records contents registered with two different labels in this view (migration 0004);
-# before it exists, conflicts are derived from the file names in `image_files`.
-LABEL_CONFLICTS_VIEW = "label_conflicts"
 
 
 @dataclass(frozen=True)
@@ -66,7 +61,7 @@ def read_split(db: RegistryDatabase, split: str, labels: tuple[str, ...]) -> Spl
         # A leaked content is in both splits by definition, so every leak concerns this split.
         cursor.execute("SELECT COUNT(*), MIN(example_uri) FROM leaked_images")
         [(leaked, leak_example)] = cursor.fetchall()
-        conflicts = _label_conflicts(cursor, p, split, labels)
+        conflicts = _label_conflicts(cursor, p, split)
     # Sorting with None labels never compares them: content hashes are unique in `images`.
     name = snapshot_id([(h, str(label)) for h, label in zip(images["content_hash"], images["label"], strict=True)])
     counts = {label: int(n) for label, n in images["label"].value_counts().items() if label in labels}
@@ -106,33 +101,12 @@ def split_measures(
     )
 
 
-def _label_conflicts(cursor: Any, p: str, split: str, labels: tuple[str, ...]) -> list[str]:
-    """Content hashes of this split's files registered with two different labels."""
-    cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = " + p, (LABEL_CONFLICTS_VIEW,))
-    [(has_view,)] = cursor.fetchall()
-    if has_view:
-        cursor.execute(
-            f"SELECT DISTINCT content_hash FROM {LABEL_CONFLICTS_VIEW} "
-            f"WHERE content_hash IN (SELECT content_hash FROM image_files WHERE split = {p})",
-            (split,),
-        )
-        return sorted(h for (h,) in cursor.fetchall())
-    # No view yet: a content's label is the one `images` kept plus each of its files' name label
-    # (the registry's own naming rule). Only contents with several files can conflict.
-    from include.registry import Quarantine, label_of
-
+def _label_conflicts(cursor: Any, p: str, split: str) -> list[str]:
+    """Content hashes of this split's files registered with two different labels (view
+    ``label_conflicts`` of migration 0004, over the label each file carried)."""
     cursor.execute(
-        "SELECT f.content_hash, f.uri, i.label FROM image_files f JOIN images i ON i.content_hash = f.content_hash "
-        f"WHERE f.content_hash IN (SELECT content_hash FROM image_files WHERE split = {p}) "
-        "AND f.content_hash IN (SELECT content_hash FROM image_files GROUP BY content_hash HAVING COUNT(*) > 1)",
+        "SELECT DISTINCT content_hash FROM label_conflicts "
+        f"WHERE content_hash IN (SELECT content_hash FROM image_files WHERE split = {p})",
         (split,),
     )
-    seen: dict[str, set[str]] = defaultdict(set)
-    for content_hash, uri, kept in cursor.fetchall():
-        if kept is not None:
-            seen[content_hash].add(kept)
-        try:
-            seen[content_hash].add(label_of(posixpath.basename(uri), labels, {}))
-        except Quarantine:  # a name without a known label says nothing about the content's class
-            pass
-    return sorted(h for h, found in seen.items() if len(found) > 1)
+    return sorted(h for (h,) in cursor.fetchall())

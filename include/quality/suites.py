@@ -100,6 +100,6 @@ def measure_expectations(cfg: Settings) -> list[Any]:
         gxe.ExpectColumnMaxToBeBetween(
             column="label_conflicts",
             max_value=0,
-            description="no content registered with two different labels",
+            description="no content registered with two different labels (view label_conflicts, from image_files)",
         ),
     ]

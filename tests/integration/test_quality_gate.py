@@ -172,4 +172,4 @@ def test_report_validates_both_splits_and_gates_nothing(gate_env):
     assert (result["train"]["success"], result["test"]["success"]) == (False, True)
     assert quality_runs(db) == [] and db.fetch_all("SELECT COUNT(*) FROM snapshot_images") == [(0,)]
     index = Path(result["train"]["index"]).read_text()
-    assert index.count("<tr><td>") == 2 and "pituitary" in index
+    assert index.count("<tr><td") == 2 and "pituitary" in index
