@@ -28,6 +28,7 @@ from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 
+from benchmarks.headline import record
 from include.local_servers import running_postgres, running_redis, running_s3_server
 from include.scale_profile import (
     PROJECT_AIRFLOW,
@@ -213,6 +214,26 @@ def main() -> None:
     print(f"| writers at once (most register_batch overlapping) | {e2e['writers']} |")
     print(f"| peak PSS, scheduler process tree (MB) | {e2e['scheduler_mb']:,.0f} |")
     print(f"| peak PSS, one worker's process tree (MB) | {e2e['worker_mb']:,.0f} |")
+    record(
+        "scale",
+        [
+            (
+                f"Celery profile, {args.files:,} files: end to end / sum of the stages bare",
+                f"{bare / e2e['seconds']:.2f}",
+                "-",
+            ),
+            (
+                "register_batch writers at once, Celery workers that ran them",
+                f"{e2e['writers']}, {e2e['hosts']}",
+                ">= 2, 2",
+            ),
+            (
+                "peak memory (PSS) scheduler / one worker",
+                f"{e2e['scheduler_mb']:,.0f} / {e2e['worker_mb']:,.0f} MB",
+                "-",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":
