@@ -174,6 +174,12 @@ def copy_registry(source_conn_id: str, target_conn_id: str) -> list[TableCopy]:
     applied = apply_migrations(target)
     log.info("Copying %r -> %r (migrations applied to the target now: %s)", source, target, applied or "none")
     results = [result for table in registry_tables() if (result := copy_table(source, target, table))]
+    if not results:
+        # Opening a DuckDB path that does not exist creates an empty file: say so rather than copy nothing.
+        raise CopyError(
+            f"{source_conn_id!r} ({source.describe()}) has none of the registry tables {registry_tables()}; "
+            "is FROM the connection of the registry you used so far?"
+        )
     return results
 
 

@@ -188,3 +188,8 @@ def test_make_copy_registry_prints_counts_and_checksums(duckdb_conn_id, postgres
 def test_copy_refuses_the_same_connection_twice(duckdb_conn_id):
     with pytest.raises(RuntimeError, match="FROM and TO are both"):
         copy_registry(duckdb_conn_id, duckdb_conn_id)
+
+
+def test_copy_from_a_registry_with_no_tables_names_the_connection(duckdb_conn_id, postgres_conn_id):
+    with pytest.raises(RuntimeError, match=f"'{duckdb_conn_id}' .* has none of the registry tables"):
+        copy_registry(duckdb_conn_id, postgres_conn_id)
