@@ -49,6 +49,29 @@ class Outcome:
         return copied or self.outcome == "gone"
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` as any UTF-8 sink (a database, a log) takes it: a Linux file name may be any bytes,
+    which Python carries as surrogates; those become ``\\xff`` escapes. Cut to ``limit`` characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that did not come from a file name
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def name_batch(keys: list[str]) -> None:
+    """Name the running mapped task in the UI after its batch's first key (its template reads
+    ``batch_name``): printable, since a name that is not UTF-8 cannot be stored, and short, since
+    rendered_map_index is VARCHAR(250) in the metadata DB. Airflow is imported here only: the rest
+    of this module runs without it."""
+    from airflow.operators.python import get_current_context
+
+    get_current_context()["batch_name"] = printable(keys[0], 120) if keys else ""
+
+
 def landing_prefix(split: str) -> str:
     return f"landing/{split}"
 

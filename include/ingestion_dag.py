@@ -13,7 +13,7 @@ from airflow.models.dag import DAG
 from include.config import settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import RAW
-from include.ingestion import batches, landing_prefix, move_files, write_outcome_log
+from include.ingestion import batches, landing_prefix, move_files, name_batch, write_outcome_log
 from include.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,12 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
             log.info("%s files in landing/%s, %s per batch", len(keys), split, cfg.move_batch_size)
             return batches(keys, cfg.move_batch_size)
 
-        # The UI name of a batch: its first key, cut to fit rendered_map_index (VARCHAR(250)).
-        @task(
-            map_index_template="{{ task.op_kwargs['keys'][0] | default('') | truncate(120, True, '...', 0) }}",
-            multiple_outputs=False,
-            execution_timeout=timeout,
-        )
+        # The UI name of a batch: its first key, set by the task (see batch_name).
+        @task(map_index_template="{{ batch_name | default('') }}", multiple_outputs=False, execution_timeout=timeout)
         def move_batch(keys: list[str], **context) -> dict:
             """Every key gets an outcome, logged in storage before the task ends; a failed file is
             that file's outcome, never the batch's."""
+            name_batch(keys)
             storage = get_storage()
             outcomes = move_files(storage, keys, split, cfg.ingest_attempts)
             log_key = write_outcome_log(storage, split, context["run_id"], context["ti"].map_index, outcomes)

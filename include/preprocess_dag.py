@@ -16,7 +16,7 @@ from include.config import SQL_DIR, settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import IMAGES, RAW
 from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.ingestion import batches
+from include.ingestion import batches, name_batch
 from include.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,9 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             log.info("%s files in raw/%s, %s new, %s per batch", len(files), split, len(new), cfg.register_batch_size)
             return batches(new, cfg.register_batch_size)
 
-        # The UI name of a batch: its first uri, cut to fit rendered_map_index (VARCHAR(250)).
+        # The UI name of a batch: its first uri, printable and short (see name_batch).
         @task(
-            map_index_template="{{ task.op_kwargs['uris'][0] | default('') | truncate(120, True, '...', 0) }}",
+            map_index_template="{{ batch_name | default('') }}",
             multiple_outputs=False,
             execution_timeout=timeout,
             **in_db_pool,
@@ -76,6 +76,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             from include.db import get_database
             from include.registry import Limits, fingerprint, read_label_overrides, write_records
 
+            name_batch(uris)
             storage, run_id = get_storage(), context["run_id"]
             overrides = read_label_overrides(storage, cfg.labels_csv)
             limits = Limits(cfg.min_image_side, cfg.max_image_pixels)

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from include.config import ConfigError
 from include.db import RegistryDatabase
-from include.ingestion import UPLOAD_SUFFIX
+from include.ingestion import UPLOAD_SUFFIX, printable
 from include.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -104,14 +104,7 @@ def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
 def registry_uri(uri: str) -> str:
     """``uri`` as the registry stores it: a name that is not UTF-8 (a Linux file name may be any
     bytes; Python carries them as surrogates) gets ``\\xff`` escapes, which every driver can write."""
-    try:
-        uri.encode("utf-8")
-        return uri
-    except UnicodeEncodeError:
-        try:
-            return uri.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            return uri.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(uri)
 
 
 def csv_names(key: str, split: str) -> tuple[str, ...]:

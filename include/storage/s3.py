@@ -139,14 +139,20 @@ class S3Storage(Storage):
     def release(self, claim: Claim) -> bool:
         from botocore.exceptions import ClientError
 
+        bucket, key = self._bucket_and_prefix[0], self._key(claim.key)
         try:
             # If-Match: a new upload under the same name since the copy has another ETag and stays.
-            self._call("delete_object", Bucket=self._bucket_and_prefix[0], Key=self._key(claim.key), IfMatch=claim.tag)
+            self._call("delete_object", Bucket=bucket, Key=key, IfMatch=claim.tag)
         except ClientError as err:
             code = err.response["Error"]["Code"]
             if code in ("PreconditionFailed", "412"):
                 return False
-            if code not in MISSING:
+            if code == "NotImplemented":  # an S3 API without conditional deletes: compare, then delete
+                head = self._head(claim.key)
+                if head is not None and head["ETag"] != claim.tag:
+                    return False
+                self.delete(claim.key)
+            elif code not in MISSING:
                 raise
         return True
 

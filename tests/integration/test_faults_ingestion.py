@@ -12,7 +12,6 @@ import tempfile
 import threading
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from airflow.exceptions import TaskDeferred
@@ -236,15 +235,19 @@ def test_cross_filesystem_copy_leaves_another_movers_temp_file_alone(tmp_path):
         shutil.rmtree(elsewhere, ignore_errors=True)
 
 
-def test_a_batch_name_fits_the_metadata_column_for_any_file_name():
-    task = build_ingestion_dag("train", "t").get_task("move_batch")
-    long_key = "landing/train/" + "glioma (1) " * 30 + ".jpg"
-    rendered = (
-        task.get_template_env()
-        .from_string(task.map_index_template)
-        .render(task=SimpleNamespace(op_kwargs={"keys": [long_key]}))
-    )
-    assert 0 < len(rendered) <= 250  # rendered_map_index is VARCHAR(250) in the metadata DB
+def test_a_batch_name_fits_the_metadata_column_for_any_file_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
+    settings.cache_clear()
+    storage = get_storage()
+    deep_key = "landing/train/" + "site " * 40 + "/" + "glioma (1) " * 20 + ".jpg"  # 430 characters
+    storage.write(deep_key, jpeg(1))
+
+    run = run_dag()
+
+    assert run.state == DagRunState.SUCCESS
+    [batch] = [ti for ti in run.get_task_instances() if ti.task_id == "move_batch"]
+    assert 0 < len(batch.rendered_map_index) <= 250  # rendered_map_index is VARCHAR(250) in the metadata DB
+    settings.cache_clear()
 
 
 def test_names_that_break_the_old_mover_still_get_an_outcome(tmp_path, monkeypatch):
@@ -257,10 +260,14 @@ def test_names_that_break_the_old_mover_still_get_an_outcome(tmp_path, monkeypat
     storage.write(f"landing/train/{long_name}", jpeg(2))
     storage.write("landing/train/glioma (3).jpg", jpeg(3))
     landing = os.fsencode(tmp_path / "storage/landing/train")
-    with open(os.path.join(landing, b"glioma (4) \xff.jpg"), "wb") as f:
+    with open(os.path.join(landing, b"a glioma (4) \xff.jpg"), "wb") as f:  # sorted first: it names the batch
         f.write(jpeg(4))
 
-    assert run_dag().state == DagRunState.SUCCESS
+    run = run_dag()
+
+    assert run.state == DagRunState.SUCCESS
+    [batch] = [ti for ti in run.get_task_instances() if ti.task_id == "move_batch"]
+    assert batch.rendered_map_index == "landing/train/a glioma (4) \\xff.jpg"
 
     assert keys(storage, "landing/train") == []
     raw = keys(storage, "raw/train")

@@ -35,12 +35,26 @@ def test_good_files_reach_raw_and_bad_files_quarantine_with_a_reason(storage_set
         storage.write(f"landing/{split}/glioma ({i}).jpg", jpeg(i))
     storage.write(f"landing/{split}/empty.jpg", b"")
     storage.write(f"landing/{split}/notes.jpg", b"radiology report, not a picture")
+    # Not listed, so never moved: an upload in progress and a desktop's metadata file.
+    storage.write(f"landing/{split}/glioma (4).jpg.part", b"half an upload")
+    storage.write(f"landing/{split}/.DS_Store", b"finder metadata")
+    # A re-upload whose name leaves no room for the fingerprint suffix under 255 bytes.
+    long_name = "glioma (5) " + "x" * 230 + ".jpg"
+    storage.write(f"raw/{split}/{long_name}", jpeg(50))
+    storage.write(f"landing/{split}/{long_name}", jpeg(5))
 
     run = run_dag(split)
 
     assert run.state == DagRunState.SUCCESS
     assert keys(storage, f"landing/{split}") == []
-    assert keys(storage, f"raw/{split}") == [f"raw/{split}/glioma ({i}).jpg" for i in range(1, 4)]
+    assert storage.exists(f"landing/{split}/glioma (4).jpg.part") and storage.exists(f"landing/{split}/.DS_Store")
+    raw = keys(storage, f"raw/{split}")
+    reupload = [k for k in raw if "(upload " in k]
+    assert [k for k in raw if k not in reupload] == [f"raw/{split}/glioma ({i}).jpg" for i in range(1, 4)] + [
+        f"raw/{split}/{long_name}"
+    ]
+    assert len(reupload) == 1 and len(reupload[0].rsplit("/", 1)[1].encode()) == 255
+    assert storage.read(reupload[0]) == jpeg(5)
     assert keys(storage, f"quarantine/{split}") == [f"quarantine/{split}/empty.jpg", f"quarantine/{split}/notes.jpg"]
     [log_key] = keys(storage, f"ingest_log/{split}")
     reasons = {row["source"]: row["reason"] for row in map(json.loads, storage.read(log_key).decode().splitlines())}

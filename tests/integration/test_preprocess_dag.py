@@ -1,6 +1,7 @@
 """The preprocess DAGs on DuckDB and on a real PostgreSQL: same files in, same registry out."""
 
 import io
+import os
 import struct
 import zlib
 
@@ -105,6 +106,9 @@ def write_bad_inputs(storage, root):
         storage.write(f"raw/train/{name}", data)
     (root / "raw/train/x.jpg").mkdir()
     (root / "raw/train/meningioma (13).jpg").symlink_to("/etc/passwd")
+    os.mkfifo(root / "raw/train/glioma (14).jpg")  # opening it for reading would wait for a writer forever
+    with open(os.fsencode(root / "raw/train") + b"/glioma (15) \xff.jpg", "wb") as f:  # Linux names are bytes
+        f.write(image_bytes(15))
     return files
 
 
@@ -132,9 +136,11 @@ def test_every_bad_input_is_registered_or_quarantined_with_a_reason(registry, tm
     assert by_name["scan_without_label.jpg"][1].startswith("no label")
     assert "x.jpg" not in by_name  # a folder is not a file to register (the Astro SDK lists both)
     assert by_name["meningioma (13).jpg"][1].startswith("unreadable")
-    assert len(rows) == 13
+    assert by_name["glioma (14).jpg"][1] == "unreadable: not a regular file: a named pipe (FIFO)"
+    assert by_name["glioma (15) \\xff.jpg"][1].startswith("file name is not valid UTF-8")
+    assert len(rows) == 15
     [(files,)] = db.fetch_all("SELECT COUNT(*) FROM image_files")
-    assert files == 13
+    assert files == 15
 
 
 def test_duckdb_and_postgres_build_identical_registries(duckdb_conn_id, postgres_conn_id, tmp_path, monkeypatch):
@@ -166,8 +172,8 @@ def test_duckdb_and_postgres_build_identical_registries(duckdb_conn_id, postgres
     assert set(duck_files) ^ set(pg_files) == set()
     assert duck_images == pg_images and duck_files == pg_files  # and in the same order
     # test/glioma (1).jpg has the bytes of train/glioma (1).jpg: one content, two files, leaked.
-    assert len(duck_images) == 13 + len(GOOD) - 1
-    assert len(duck_files) == 13 + len(GOOD)
+    assert len(duck_images) == 15 + len(GOOD) - 1
+    assert len(duck_files) == 15 + len(GOOD)
 
 
 def test_content_in_both_splits_is_flagged_as_leakage(registry):
