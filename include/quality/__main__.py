@@ -22,9 +22,6 @@ def main() -> int:
     parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     outcomes = run_report(get_database(), run_id=f"dq_report__{pendulum.now('UTC').format('YYYYMMDDTHHmmss')}")
-    for split, outcome in outcomes.items():
-        verdict = "passed" if outcome.success else "FAILED: " + "; ".join(outcome.failures())
-        logging.info("%s: snapshot %s, %s images, %s", split, outcome.snapshot_id[:12], outcome.images, verdict)
     logging.info("Data Docs: %s", next(iter(outcomes.values())).index)
     return 0 if all(o.success for o in outcomes.values()) else 1
 

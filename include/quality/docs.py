@@ -25,6 +25,9 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 log = logging.getLogger(__name__)
+# GX logs its import and each load of its config at INFO (whole data source dicts): hundreds of
+# lines of noise in a task's log. Set before the first GX import, which builds the suites.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 DATASOURCE = "registry"
 RUNS_LOG = "runs.jsonl"
@@ -76,8 +79,6 @@ def locked_context(quality_dir: Path) -> Iterator[Any]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # GX logs each load of its config at INFO, whole data source dicts included: noise in task logs.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     quality_dir.mkdir(parents=True, exist_ok=True)
     with open(quality_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
