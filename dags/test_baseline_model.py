@@ -6,6 +6,8 @@ Runs when `quality_gate_test` passed (Dataset `mri://quality/passed/test`). Save
 `baseline`, and evaluates it on the gated test snapshot with `EvaluateImageClassifierOperator`:
 the reference every fine-tuned model is compared with (ROC AUC near 0.5). The result is appended
 to `model_results` with its ROC curve and confusion matrix pictures.
+
+The Airflow DAG is built by a factory in `include/training_dag.py`.
 """
 
 from include.training_dag import build_test_baseline_dag

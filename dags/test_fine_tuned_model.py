@@ -7,6 +7,8 @@ gated test snapshot yet (mapped `EvaluateImageClassifierOperator`), appends one 
 row each (loss, accuracy, precision, recall, F1, ROC AUC on probabilities, confusion matrix, ROC
 and confusion PNGs), and emits `mri://registry/model_results` after every row committed. The
 success notification puts each model's metrics beside the baseline's on the same snapshot.
+
+The Airflow DAG is built by a factory in `include/training_dag.py`.
 """
 
 from include.training_dag import build_test_fine_tuned_dag

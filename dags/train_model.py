@@ -8,6 +8,8 @@ the promoted bundle) on exactly the train snapshot the gate validated, once per 
 (`FineTuneImageClassifierOperator`), its own bundle under `MRI_MODELS_DIR` and its own `models`
 row. Fine-tunes run in pool `MRI_TRAINING_POOL` (1 slot by default) on queue `MRI_TRAINING_QUEUE`.
 Emits `mri://registry/models/trained` once every model is saved and recorded.
+
+The Airflow DAG is built by a factory in `include/training_dag.py`.
 """
 
 from include.training_dag import build_train_model_dag
