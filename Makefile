@@ -89,11 +89,12 @@ system-deps:  ## install the Debian packages the tests need (PostgreSQL 15, Redi
 test: install system-deps  ## run the test suite (starts its own PostgreSQL, Redis, S3 endpoint and Airflow)
 	$(BIN)/python -m pytest tests
 
-bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate, the Celery scale profile (Markdown tables)
+bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate, the Celery scale profile, fine-tune vs bare torch (Markdown tables)
 	$(BIN)/python -m benchmarks.registry_writes
 	$(BIN)/python -m benchmarks.preprocess_stages
 	$(BIN)/python -m benchmarks.quality_gate
 	$(BIN)/python -m benchmarks.scale
+	$(BIN)/python -m benchmarks.finetune
 
 dq-report: migrate  ## validate both splits now (backend of MRI_DB_CONN_ID), print the Data Docs page; gates nothing
 	$(BIN)/python -m include.quality report
