@@ -363,6 +363,37 @@ def test_a_crash_at_any_point_of_promotion_leaves_production_intact_and_agreeing
     assert not list(bundles.releases.glob(".staging-*"))
 
 
+def test_postgres_dropping_the_connection_before_the_commit_rolls_back_registry_and_bundle(
+    postgres_conn_id, postgres_server, model_dirs, tmp_path, monkeypatch
+):
+    """A real server-side fault: the promoting session is terminated after the switch, so COMMIT fails."""
+    import psycopg2
+
+    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
+    settings.cache_clear()
+    db = get_database(postgres_conn_id)
+    apply_migrations(db)
+    bundles, decision = production_with(db, model_dirs, tmp_path)
+    before, release = registry_state(db), bundles.current_release()
+
+    def terminate_the_promoting_session(name: str) -> None:
+        if name == "bundle_switched":
+            admin = psycopg2.connect(postgres_server.url)
+            admin.autocommit = True
+            admin.cursor().execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND state LIKE 'idle in%%'",
+                (db.connection.schema,),
+            )
+            admin.close()
+
+    with pytest.raises(psycopg2.Error):
+        promote(db, decision, "run-2", bundles, checkpoint=terminate_the_promoting_session)
+
+    assert registry_state(db) == before
+    assert bundles.current_release() == release and bundles.deployment()["model_id"] == "m-a"
+    settings.cache_clear()
+
+
 KILL_AT_SWITCH = """
 import os, sys
 from include.db import get_database
