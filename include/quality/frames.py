@@ -1,6 +1,6 @@
 """One split of the registry as the DataFrames the suites validate, read in one transaction.
 
-Read through the backend layer (``fetch``, bound values) rather than a Great Expectations SQL data
+Read through the backend layer (``db.transaction()``, bound values) rather than a Great Expectations SQL data
 source: GX 1.24 cannot validate DuckDB through SQLAlchemy (duckdb-engine 0.17 + duckdb 2.x fail
 with ``MetricResolutionError``), so one path serves both backends (docs/architecture.md has the
 measurements that chose it for Postgres as well).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +209,7 @@ def validate(frames: SplitFrames, run_id: str, kind: str, cfg: Settings) -> Gate
             "pages": outcome.pages,
         }
         index = docs.record_and_index(quality_dir, docs.site_dir(context), entry)
-    return GateOutcome(**{**outcome.__dict__, "index": str(index)})
+    return replace(outcome, index=str(index))
 
 
 def record_gate_run(db: RegistryDatabase, outcome: GateOutcome) -> None:

@@ -173,3 +173,20 @@ def test_report_validates_both_splits_and_gates_nothing(gate_env):
     assert quality_runs(db) == [] and db.fetch_all("SELECT COUNT(*) FROM snapshot_images") == [(0,)]
     index = Path(result["train"]["index"]).read_text()
     assert index.count("<tr><td") == 2 and "pituitary" in index
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MRI_QUALITY_MIN_CLASS_RATIO", "1.5", "must be a number in [0, 1]"),
+        ("MRI_QUALITY_MAX_QUARANTINE_RATE", "lots", "must be a number in [0, 1]"),
+        ("MRI_QUALITY_MIN_IMAGES_PER_CLASS", "0", "is not a positive integer"),
+        ("MRI_QUALITY_MODES", " , ", "lists no PIL mode"),
+    ],
+)
+def test_a_bad_threshold_names_its_setting(name, value, says):
+    from include.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=name) as error:
+        load_settings({name: value})
+    assert says in str(error.value)
