@@ -275,3 +275,32 @@ def test_names_that_break_the_old_mover_still_get_an_outcome(tmp_path, monkeypat
     assert all(len(os.fsencode(k.rsplit("/", 1)[1])) <= 255 for k in raw)
     assert sorted(storage.read(k) for k in raw) == sorted(jpeg(i) for i in range(1, 5))
     settings.cache_clear()
+
+
+def test_a_claim_left_by_a_crashed_mover_stays_listed_and_is_finished_later(tmp_path):
+    from include.storage.local_sensor import has_complete_file
+
+    storage = get_storage(str(tmp_path / "storage"))
+    key = "landing/train/glioma (1).jpg"
+    storage.write(key, jpeg(1))
+    storage.claim(key)  # the mover renamed it to its private name, then died
+
+    assert keys(storage, "landing/train") == [key]
+    assert has_complete_file(str(tmp_path / "storage/landing/train"))
+    assert ingest_file(storage, key, "train").outcome == "moved"
+    assert storage.read("raw/train/glioma (1).jpg") == jpeg(1)
+    assert keys(storage, "landing/train") == [] and not has_complete_file(str(tmp_path / "storage/landing/train"))
+
+
+def test_a_parked_file_is_neither_listed_nor_sensed_until_its_marker_is_deleted(tmp_path):
+    from include.storage.local_sensor import has_complete_file
+
+    storage = get_storage(str(tmp_path / "storage"))
+    key = "landing/train/glioma (1).jpg"
+    storage.write(key, jpeg(1))
+    marker = storage.park(key, "failed 3 times")
+    landing = str(tmp_path / "storage/landing/train")
+
+    assert keys(storage, "landing/train") == [] and not has_complete_file(landing)
+    storage.delete(marker)
+    assert keys(storage, "landing/train") == [key] and has_complete_file(landing)
