@@ -18,6 +18,7 @@ from include.datasets import IMAGES, RAW
 from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
 from include.ingestion import batches, name_batch
 from include.storage import get_storage
+from include.storage.base import is_listable
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             storage = get_storage()
             read_label_overrides(storage, cfg.labels_csv)
             known = registered_uris(get_database(), split)
-            # The Astro SDK's local listing returns folders too: they are not files to register.
+            # The Astro SDK's local listing returns folders too, and the temp file of a copy in
+            # progress (a hidden name): neither is a file to register.
             new = sorted(f.path for f in files if registry_uri(f.path) not in known)
-            new = [path for path in new if not storage.is_folder(storage.key(path))]
+            new = [path for path in new if is_listable(path) and not storage.is_folder(storage.key(path))]
             log.info("%s files in raw/%s, %s new, %s per batch", len(files), split, len(new), cfg.register_batch_size)
             return batches(new, cfg.register_batch_size)
 

@@ -73,10 +73,12 @@ def test_same_bytes_under_two_labels_is_a_recorded_conflict(registry):
     assert (labels, files) == (2, 2)
 
 
-def test_folders_under_raw_never_become_registry_rows(registry, tmp_path):
+def test_folders_and_temp_files_under_raw_never_become_registry_rows(registry, tmp_path):
     db, storage = registry
     storage.write("raw/train/sub/glioma (1).jpg", image_bytes(1))
     (tmp_path / "storage/raw/train/empty").mkdir()
+    # A cross-filesystem copy in progress: its private temp file is not a file to register.
+    (tmp_path / "storage/raw/train/.glioma (2).jpg.k3x9.tmp").write_bytes(image_bytes(2)[:100])
 
     assert run_preprocess().state == DagRunState.SUCCESS
 
