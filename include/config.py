@@ -74,8 +74,8 @@ class Settings:
     # Metric deploy_best_model ranks fine-tuned models by (higher is better), one of
     # SELECTION_METRICS; ties go to F1, then the older model.
     selection_metric: str = "roc_auc"
-    # How much the best model must beat the production model by, on the same test snapshot and
-    # metric, to replace it (0: any strict improvement). Keeps the model from flapping on noise.
+    # The best model replaces production only if it beats it by more than this, on the same test
+    # snapshot and metric (0: any strict improvement). Keeps production from flapping on noise.
     promotion_margin: float = 0.0
     # Where a promoted bundle is also published beyond `<production_dir>/current` (always written:
     # predict and MRI_MODEL_SOURCE=production read it): none, or `storage:<prefix>` to mirror it into
