@@ -182,3 +182,21 @@ def test_evaluation_waits_for_a_gated_test_snapshot(ml):
     run = build_test_fine_tuned_dag("t").test()
     assert run.get_task_instance("find_unevaluated_models").state == TaskInstanceState.SKIPPED
     assert db.fetch_all("SELECT COUNT(*) FROM model_results") == [(0,)]
+
+
+# The store is what this test varies; one backend is enough.
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_evaluation_reads_the_snapshot_by_its_uris_from_s3(ml, s3_root, monkeypatch):
+    db, _, tmp_path = ml
+    monkeypatch.setenv("MRI_STORAGE_ROOT", s3_root)
+    monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
+    settings.cache_clear()
+    storage = get_storage()
+    test_snapshot = register_and_gate(db, storage, "test", per_class=3, first_seed=500)
+
+    assert build_test_baseline_dag("t").test().state == DagRunState.SUCCESS
+
+    rows = db.fetch_all("SELECT test_snapshot, images FROM model_results")
+    assert rows == [(test_snapshot, 6)] and all(
+        uri.startswith("s3://") for (uri,) in db.fetch_all("SELECT uri FROM images")
+    )
