@@ -2,7 +2,8 @@
 MRI_CELERY_WORKERS workers), PostgreSQL and S3 (moto over HTTP), against the same stages run bare
 in one process. Prints a Markdown table.
 
-    python -m benchmarks.scale --files 2000 --batch 100
+    python -m benchmarks.scale --files 2000 --batch 100                  # images on moto's S3 server
+    python -m benchmarks.scale --files 5000 --batch 500 --storage local  # on a folder the workers share
 
 N distinct 256x256 JPEGs are put in landing/train/ before the scheduler starts (so the first
 sensor poke sees them all), then the real scheduler, triggerer and Celery workers
@@ -11,7 +12,7 @@ file is in `image_files`. End to end is from the first ingestion task's start to
 `register_batch` end, read from the metadata DB; so are the writers that ran at once. Memory is
 the peak PSS (shared pages counted once) of the scheduler's and of one worker's process tree,
 sampled every half second. The bare stages (move, list, validate + hash, write) call what the
-tasks call, in this process, on their own database and bucket.
+tasks call, in this process, on their own database and bucket (or folder).
 """
 
 from __future__ import annotations
@@ -140,14 +141,14 @@ def end_to_end(files: int, meta_url: str, log_dir: Path, timeout: float) -> dict
     }
 
 
-def bare_stages(images: Path, registry_conn_id: str, s3_root: str) -> dict[str, float]:
+def bare_stages(images: Path, registry_conn_id: str, storage_root: str) -> dict[str, float]:
     """Seconds per stage, each called as its task calls it, one process, on their own store."""
     from benchmarks.preprocess_stages import stage_seconds
     from include.config import settings
     from include.ingestion import ingest_file
     from include.storage import get_storage
 
-    os.environ["AIRFLOW_VAR_MRI_STORAGE_ROOT"] = s3_root
+    os.environ["AIRFLOW_VAR_MRI_STORAGE_ROOT"] = storage_root
     settings.cache_clear()
     keys = upload(images, "landing/train")
     storage = get_storage()
@@ -163,6 +164,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=100, help="MRI_MOVE_BATCH_SIZE and MRI_REGISTER_BATCH_SIZE")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--storage", choices=["s3", "local"], default="s3", help="moto's S3 server, or a folder all workers share"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, ExitStack() as servers:
@@ -184,6 +188,9 @@ def main() -> None:
             MRI_MOVE_BATCH_SIZE=str(args.batch), MRI_REGISTER_BATCH_SIZE=str(args.batch), MRI_SENSOR_POKE_SECONDS="2"
         )
         os.environ["AIRFLOW_CONN_BENCH_BARE"] = bare_url.replace("postgresql://", "postgres://", 1)
+        if args.storage == "local":  # the workers share this machine's disk: the store without moto's cost
+            os.environ["AIRFLOW_VAR_MRI_STORAGE_ROOT"] = f"{tmp}/storage"
+            del os.environ["AIRFLOW_VAR_MRI_STORAGE_CONN_ID"]
         migrate_metadata(dict(os.environ))
         subprocess.run([sys.executable, "-m", "include.db", "migrate"], check=True, capture_output=True)
 
@@ -193,14 +200,15 @@ def main() -> None:
         write_images(images, args.files)
         upload(images, "landing/train")
         e2e = end_to_end(args.files, meta_url, Path(tmp, "airflow", "bench"), args.timeout)
-        stages = bare_stages(images, "bench_bare", "s3://bare/mri")
+        stages = bare_stages(images, "bench_bare", "s3://bare/mri" if args.storage == "s3" else f"{tmp}/bare")
 
     workers = int(os.environ.get("MRI_CELERY_WORKERS", "2"))
+    store = "S3 (moto)" if args.storage == "s3" else "a local folder"
     concurrency = os.environ["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
     bare = sum(stages.values())
     print(
         f"\n{args.files:,} files (256x256 JPEG), batches of {args.batch}, CeleryExecutor with {workers} workers "
-        f"x {concurrency} processes, Postgres, S3 (moto), {os.cpu_count()} CPUs\n"
+        f"x {concurrency} processes, Postgres, {store}, {os.cpu_count()} CPUs\n"
     )
     print("| measure | value |")
     print("|---|---:|")
@@ -215,10 +223,10 @@ def main() -> None:
     print(f"| peak PSS, scheduler process tree (MB) | {e2e['scheduler_mb']:,.0f} |")
     print(f"| peak PSS, one worker's process tree (MB) | {e2e['worker_mb']:,.0f} |")
     record(
-        "scale",
+        f"scale_{args.storage}",
         [
             (
-                f"Celery profile, {args.files:,} files: end to end / sum of the stages bare",
+                f"Celery profile, {args.files:,} files, {store}: end to end / sum of the stages bare",
                 f"{bare / e2e['seconds']:.2f}",
                 "-",
             ),
