@@ -3,10 +3,11 @@ checks ``sys.modules``), so it runs the same from a task, a notebook, a benchmar
 
 - ``architectures``: the named ResNet configs (plain dicts, importable without torch).
 - ``source``: the base model from ``MRI_MODEL_SOURCE`` (a config, a folder, the production bundle, a hub id).
+- ``hyperparameters``: the frozen ``TrainConfig``, checked when built from JSON.
 - ``data``: images as tensors (processed once), light augmentation, seeded batches.
-- ``train``: the fine-tuning loop and its frozen ``TrainConfig``.
+- ``train``: the fine-tuning loop, ``train_and_save`` (what the fine-tune operator calls), ``build_baseline``.
 - ``metrics``: loss, accuracy, precision, recall, F1, ROC AUC on probabilities, the pictures.
-- ``evaluate``: a model on a set of images, through ``predict``.
+- ``evaluate``: a model on a set of images, through ``predict``; ``evaluate_bundle`` (what the evaluate operator calls).
 - ``predict``: ``open_image`` and ``predict_proba``, what evaluation and serving both call.
 - ``bundle``: ``save_model`` / ``load_model`` (save_pretrained layout plus ``mri_model.json``).
 
