@@ -64,6 +64,7 @@ def save_model(model: Any, processor: Any, directory: Path, metadata: dict) -> P
             "saved_at": datetime.now(UTC).isoformat(),
         }
         (staging / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        staging.chmod(0o755)  # mkdtemp makes it private; a bundle is read by other users (serving)
         if directory.exists():
             # rename() cannot replace a non-empty folder: move the old one aside first.
             retired = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
