@@ -151,7 +151,7 @@ class EvaluateImageClassifierOperator(BaseOperator):
         result_id = derived_id("result", context["run_id"], self.model_id, snapshot.snapshot_id)
         out_dir = Path(self.evaluations_dir or settings().evaluations_dir) / self.model_id / result_id
         _limit_threads()
-        title = f"{self.model_id} ({role}) on test {snapshot.snapshot_id[:8]}"
+        title = f"{self.model_id} ({role})\ntest snapshot {snapshot.snapshot_id[:12]}"
         evaluation = evaluate_bundle(Path(path), items, read, out_dir, title)
         record_result(db, result_id, self.model_id, snapshot.snapshot_id, evaluation, context["run_id"])
         self.log.info(

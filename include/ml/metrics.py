@@ -115,7 +115,8 @@ def plot_roc(targets: Sequence[int], probabilities: np.ndarray, labels: Sequence
         auc = binary_auc(targets == k, probabilities[:, k])
         axes.plot(fpr, tpr, lw=2, label=f"{labels[k]} (AUC {auc:.3f})" if auc is not None else labels[k])
     axes.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    axes.set_title(title, fontsize=9)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,14 +133,15 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     import matplotlib.pyplot as plt
 
     matrix = np.asarray(matrix)
-    figure, axes = plt.subplots(figsize=(1.6 + 1.1 * len(labels), 1.2 + 1.1 * len(labels)), dpi=100)
+    figure, axes = plt.subplots(figsize=(2.4 + 1.1 * len(labels), 1.8 + 1.1 * len(labels)), dpi=100)
     axes.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
         color = "white" if count > matrix.max() / 2 else "black"
         axes.text(column, row, str(count), ha="center", va="center", color=color, fontsize=12)
     axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     axes.set_yticks(range(len(labels)), labels)
-    axes.set(xlabel="predicted", ylabel="true", title=title)
+    axes.set(xlabel="predicted", ylabel="true")
+    axes.set_title(title, fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -91,7 +91,7 @@ def ml(db_conn_id, tmp_path, monkeypatch):
         "MRI_EVALUATIONS_DIR": str(tmp_path / "evaluations"),
         "MRI_NOTIFICATIONS_DIR": str(tmp_path / "notifications"),
         "MRI_PRODUCTION_DIR": str(tmp_path / "production"),
-        "MRI_TRAIN_EPOCHS": "4",
+        "MRI_TRAIN_EPOCHS": "2",
         "MRI_TRAIN_BATCH_SIZE": "8",
         "MRI_TRAIN_IMAGE_SIZE": "32",
         "MRI_TRAIN_SWEEP": json.dumps([{"learning_rate": 0.01}, {"learning_rate": 0.005, "validation_fraction": 0.0}]),
@@ -113,7 +113,7 @@ def notification(tmp_path, dag_id: str, task_id: str, event: str) -> dict:
 
 def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
     db, storage, tmp_path = ml
-    train_snapshot = register_and_gate(db, storage, "train", per_class=12, first_seed=0)
+    train_snapshot = register_and_gate(db, storage, "train", per_class=8, first_seed=0)
     test_snapshot = register_and_gate(db, storage, "test", per_class=6, first_seed=500)
 
     train_run = build_train_model_dag("t").test()
