@@ -164,7 +164,7 @@ def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
 def test_a_diverging_training_run_notifies_and_leaves_no_model_folder(ml, monkeypatch):
     db, storage, tmp_path = ml
     register_and_gate(db, storage, "train", per_class=4, first_seed=0)
-    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"learning_rate": 1e9, "validation_fraction": 0.0}]))
+    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"learning_rate": 1e9, "epochs": 6, "validation_fraction": 0.0}]))
     settings.cache_clear()
 
     run = build_train_model_dag("t").test()
