@@ -21,6 +21,8 @@ export AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS := False
 # Astro SDK 1.9 passes Table/File objects through XCom; glob patterns, not regexes.
 export AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES := airflow.* astro.*
 export PYTHONPATH := $(PROJECT)
+# No model hub at run time: a hub id fails at once with how to point at a local model, not after retries.
+export HF_HUB_OFFLINE ?= 1
 export PATH := $(BIN):$(PATH)
 # The registry: DuckDB file by default. Set AIRFLOW_VAR_MRI_DB_CONN_ID=mri_pg to use Postgres.
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}

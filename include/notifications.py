@@ -8,6 +8,7 @@ process, with its context: the exception on failure, the XComs on success).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -37,6 +38,11 @@ class PipelineNotifier(BaseNotifier):
         super().__init__()
         self.event = event
         self.message = message
+
+    def __call__(self, *args: Any) -> None:
+        # Rendering writes the message in place: every mapped task instance shares this notifier,
+        # so each renders its own copy (else the first rendering is repeated for all of them).
+        BaseNotifier.__call__(copy.copy(self), *args)
 
     def notify(self, context: Any) -> None:
         ti = context["ti"]

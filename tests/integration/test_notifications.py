@@ -71,3 +71,18 @@ def test_success_is_posted_to_the_slack_webhook_with_the_rendered_message(notifi
     assert len(received) == 1 and "notify_ok.work: scored 0.97" in received[0]["text"]
     (written,) = (notifications / "notify_ok").glob("*.json")
     assert json.loads(written.read_text())["message"] == "scored 0.97"
+
+
+def test_each_mapped_task_instance_notifies_its_own_rendered_message(notifications):
+    @dag(dag_id="notify_mapped", schedule=None, start_date=pendulum.datetime(2024, 1, 1))
+    def notify_mapped():
+        @task(retries=0, **notify_on(success="trained {{ ti.xcom_pull(map_indexes=ti.map_index) }}", failure="-"))
+        def train(learning_rate: float) -> str:
+            return f"lr={learning_rate}"
+
+        train.expand(learning_rate=[0.1, 0.2])
+
+    notify_mapped().test()
+
+    messages = sorted(json.loads(p.read_text())["message"] for p in (notifications / "notify_mapped").glob("*.json"))
+    assert messages == ["trained lr=0.1", "trained lr=0.2"]
