@@ -44,8 +44,9 @@ class Settings:
     move_batch_size: int = 500
     # Seconds between checks of the landing area by the deferrable sensors (on the triggerer).
     sensor_poke_seconds: int = 10
-    # Files per mapped task when validating and registering images.
-    register_batch_size: int = 500
+    # Files per mapped task when validating and registering images; None: the registry backend's
+    # own size (`register_batch_size` of its class: DuckDB large, one writer at a time; Postgres 500).
+    register_batch_size: int | None = None
     # Runs a landing file may fail in (its error is its outcome; the other files move on) before it
     # goes to quarantine; one that cannot even be quarantined is parked in landing, see README.
     ingest_attempts: int = 3
@@ -292,7 +293,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         labels=_labels(environ),
         move_batch_size=_positive_int(environ, "MRI_MOVE_BATCH_SIZE", defaults.move_batch_size),
         sensor_poke_seconds=_positive_int(environ, "MRI_SENSOR_POKE_SECONDS", defaults.sensor_poke_seconds),
-        register_batch_size=_positive_int(environ, "MRI_REGISTER_BATCH_SIZE", defaults.register_batch_size),
+        register_batch_size=(
+            _positive_int(environ, "MRI_REGISTER_BATCH_SIZE", 500) if _get(environ, "MRI_REGISTER_BATCH_SIZE") else None
+        ),
         ingest_attempts=_positive_int(environ, "MRI_INGEST_ATTEMPTS", defaults.ingest_attempts),
         batch_timeout_minutes=_positive_int(environ, "MRI_BATCH_TIMEOUT_MINUTES", defaults.batch_timeout_minutes),
         labels_csv=_get(environ, "MRI_LABELS_CSV"),

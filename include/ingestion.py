@@ -76,9 +76,37 @@ def landing_prefix(split: str) -> str:
     return f"landing/{split}"
 
 
+# Mapped tasks per run at most (and never above Airflow's core.max_map_length): a run with more
+# files gets bigger batches, never a planning task that fails on max_map_length, and the list of
+# batch references a run passes through XCom stays a few kB.
+MAX_MAPPED_BATCHES = 128
+# Where the mover lists, per batch, the files it put in raw/ (see write_pending_manifest); the
+# preprocess DAG registers exactly those and deletes the manifest once they are registered.
+PENDING_AREA = "pending_registration"
+
+
 def batches(keys: list[str], size: int) -> list[list[str]]:
-    """Consecutive chunks of ``size`` keys: one mapped task each, far below max_map_length."""
+    """Consecutive chunks of ``size`` keys: one mapped task each."""
     return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+
+def capped_batch_size(files: int, size: int, max_batches: int) -> int:
+    """``size``, grown just enough that ``files`` fit in ``max_batches`` batches.
+
+    :param files: how many files the run will split into batches.
+    :param size: the wanted batch size (a setting, or the backend's).
+    :param max_batches: the most mapped tasks the run may create.
+    """
+    if size < 1 or max_batches < 1:
+        raise ValueError(f"batch size {size} and max batches {max_batches} must be positive")
+    return max(size, -(-files // max_batches))
+
+
+def max_mapped_batches() -> int:
+    """MAX_MAPPED_BATCHES, or Airflow's core.max_map_length if that is lower."""
+    from airflow.configuration import conf
+
+    return min(MAX_MAPPED_BATCHES, conf.getint("core", "max_map_length"))
 
 
 def quarantine_reason(storage: Storage, key: str, kind: str = REGULAR) -> str | None:
@@ -221,6 +249,26 @@ def move_files(storage: Storage, keys: list[str], split: str, max_attempts: int)
 
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def pending_prefix(split: str) -> str:
+    return f"{PENDING_AREA}/{split}"
+
+
+def write_pending_manifest(
+    storage: Storage, split: str, run_id: str, batch: int, outcomes: list[Outcome]
+) -> str | None:
+    """Tell the registry which files this batch put in raw/: their keys, and ``rescan`` when a
+    file was ``gone`` (an earlier try moved it, to a destination no outcome recorded), so the
+    registry lists raw/ once instead. Written before the batch ends; None when nothing reached raw/.
+    The registry reads only these manifests, so a run costs what it moved, not what raw/ holds."""
+    keys = [o.destination for o in outcomes if o.in_raw and o.destination]
+    rescan = any(o.outcome == "gone" for o in outcomes)
+    if not keys and not rescan:
+        return None
+    key = f"{pending_prefix(split)}/{safe_name(run_id)}/batch-{batch:05d}.json"
+    storage.write(key, json.dumps({"run_id": run_id, "keys": keys, "rescan": rescan}).encode())
+    return key
 
 
 def write_outcome_log(storage: Storage, split: str, run_id: str, batch: int, outcomes: list[Outcome]) -> str:

@@ -13,7 +13,16 @@ from airflow.models.dag import DAG
 from include.config import settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import RAW
-from include.ingestion import batches, landing_prefix, move_files, name_batch, write_outcome_log
+from include.ingestion import (
+    batches,
+    capped_batch_size,
+    landing_prefix,
+    max_mapped_batches,
+    move_files,
+    name_batch,
+    write_outcome_log,
+    write_pending_manifest,
+)
 from include.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -50,8 +59,9 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
         def list_landing_batches() -> list[list[str]]:
             """The snapshot this run owns: files arriving later wait for the next run."""
             keys = [o.key for o in get_storage().list(landing_prefix(split))]
-            log.info("%s files in landing/%s, %s per batch", len(keys), split, cfg.move_batch_size)
-            return batches(keys, cfg.move_batch_size)
+            size = capped_batch_size(len(keys), cfg.move_batch_size, max_mapped_batches())
+            log.info("%s files in landing/%s, %s per batch", len(keys), split, size)
+            return batches(keys, size)
 
         # The UI name of a batch: its first key, set by the task (see batch_name).
         @task(map_index_template="{{ batch_name | default('') }}", multiple_outputs=False, execution_timeout=timeout)
@@ -61,6 +71,8 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
             name_batch(keys)
             storage = get_storage()
             outcomes = move_files(storage, keys, split, cfg.ingest_attempts)
+            # Before the outcome log: a batch that ends has told the registry what to register.
+            write_pending_manifest(storage, split, context["run_id"], context["ti"].map_index, outcomes)
             log_key = write_outcome_log(storage, split, context["run_id"], context["ti"].map_index, outcomes)
             counts = Counter(o.outcome for o in outcomes)
             log.info("Batch of %s: %s; outcomes in %s", len(keys), dict(counts), log_key)

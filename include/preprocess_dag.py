@@ -10,13 +10,12 @@ import pandas as pd
 from airflow.decorators import dag, task
 from airflow.models.dag import DAG
 from astro import sql as aql
-from astro.files import File, get_file_list
 
 from include.config import SQL_DIR, settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import IMAGES, RAW
 from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.ingestion import batches, name_batch
+from include.ingestion import batches, capped_batch_size, max_mapped_batches, name_batch, pending_prefix
 from include.storage import get_storage
 from include.storage.base import is_listable
 
@@ -24,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def build_preprocess_dag(split: str, doc_md: str) -> DAG:
-    """List raw/<split>/ with the Astro SDK, register new files in mapped batches, publish a summary.
+    """Find what is new in raw/<split>/, register it in mapped batches, publish a summary.
+
+    File lists travel between tasks as storage objects (keys in XCom), so a run's metadata cost
+    follows the files it registers, not the history.
 
     :param split: ``train`` or ``test``.
     :param doc_md: the DAG file's docstring, shown in the UI.
@@ -46,26 +48,52 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
         tags=["mri", "registry", split],
     )
     def preprocess():
-        raw_files = get_file_list(
-            task_id="list_raw_files", path=get_storage().uri(f"raw/{split}/"), conn_id=cfg.storage_conn_id
-        )
+        @task(execution_timeout=timeout)
+        def list_raw_files(**context) -> dict:
+            """What this run may have to register, written to storage; XCom carries its key.
+
+            A run the mover's Dataset started reads only the mover's pending manifests: the files
+            it moved. A manual run (or ``{"reconcile": true}`` in the run's conf, or a manifest
+            asking for it) lists all of raw/<split>/, so a file put there by hand is found too."""
+            from airflow.utils.types import DagRunType
+
+            from include.registry import plan_prefix, read_manifests, write_json
+
+            storage, dag_run = get_storage(), context["dag_run"]
+            manifests = [o.key for o in storage.list(pending_prefix(split))]
+            keys, rescan = read_manifests(storage, manifests)
+            asked = bool((dag_run.conf or {}).get("reconcile"))
+            reconcile = rescan or asked or (not manifests and dag_run.run_type != DagRunType.DATASET_TRIGGERED)
+            if reconcile:
+                keys = [o.key for o in storage.list(f"raw/{split}")]
+            # A hidden name is the temp file of a copy in progress: not a file to register yet.
+            uris = [storage.uri(key) for key in sorted(set(keys)) if is_listable(key) and not storage.is_folder(key)]
+            mode = "all of raw/" if reconcile else f"{len(manifests)} pending manifest(s)"
+            log.info("%s candidate files in raw/%s from %s", len(uris), split, mode)
+            listing = write_json(
+                storage, f"{plan_prefix(split, dag_run.run_id)}/candidates.json", {"uris": uris, "manifests": manifests}
+            )
+            return {"listing": listing, "files": len(uris), "manifests": len(manifests), "reconcile": reconcile}
 
         @task(execution_timeout=timeout, **in_db_pool)
-        def plan_batches(files: list[File]) -> list[list[str]]:
-            """Only files not registered yet, in batches: a re-run reads nothing twice. A bad
+        def plan_batches(listed: dict, **context) -> list[str]:
+            """Only files not registered yet, in at most MAX_MAPPED_BATCHES batches, each written
+            to storage: XCom carries their keys, a few kB whatever the run's size. A bad
             MRI_LABELS_CSV fails here, once, before any batch starts."""
             from include.db import get_database
-            from include.registry import read_label_overrides, registered_uris, registry_uri
+            from include.registry import plan_prefix, read_json, read_label_overrides, unregistered, write_json
 
-            storage = get_storage()
+            storage, db = get_storage(), get_database()
             read_label_overrides(storage, cfg.labels_csv)
-            known = registered_uris(get_database(), split)
-            # The Astro SDK's local listing returns folders too, and the temp file of a copy in
-            # progress (a hidden name): neither is a file to register.
-            new = sorted(f.path for f in files if registry_uri(f.path) not in known)
-            new = [path for path in new if is_listable(path) and not storage.is_folder(storage.key(path))]
-            log.info("%s files in raw/%s, %s new, %s per batch", len(files), split, len(new), cfg.register_batch_size)
-            return batches(new, cfg.register_batch_size)
+            new = unregistered(db, read_json(storage, listed["listing"])["uris"])
+            wanted = cfg.register_batch_size or db.register_batch_size
+            size = capped_batch_size(len(new), wanted, max_mapped_batches())
+            log.info("%s candidates in raw/%s, %s new, %s per batch", listed["files"], split, len(new), size)
+            prefix = plan_prefix(split, context["run_id"])
+            return [
+                write_json(storage, f"{prefix}/batch-{number:05d}.json", uris)
+                for number, uris in enumerate(batches(new, size))
+            ]
 
         # The UI name of a batch: its first uri, printable and short (see name_batch).
         @task(
@@ -74,12 +102,13 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             execution_timeout=timeout,
             **in_db_pool,
         )
-        def register_batch(uris: list[str], **context) -> dict:
+        def register_batch(batch: str, **context) -> dict:
             from include.db import get_database
-            from include.registry import Limits, fingerprint, read_label_overrides, write_records
+            from include.registry import Limits, fingerprint, read_json, read_label_overrides, write_records
 
-            name_batch(uris)
             storage, run_id = get_storage(), context["run_id"]
+            uris = read_json(storage, batch)
+            name_batch(uris)
             overrides = read_label_overrides(storage, cfg.labels_csv)
             limits = Limits(cfg.min_image_side, cfg.max_image_pixels)
             records = [fingerprint(storage, uri, split, run_id, cfg.labels, overrides, limits) for uri in uris]
@@ -100,13 +129,31 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             log.info("images[%s]: %s", split, counts)
             return counts
 
+        # none_failed: a run with nothing new (its batches skipped) still retires its manifests;
+        # a failed batch keeps them.
+        @task(execution_timeout=timeout, trigger_rule="none_failed", **in_db_pool)
+        def finish_registration(listed: dict, planned: list[str]) -> int:
+            """Every batch committed: the pending manifests this run read are done, and so are its
+            file lists. Deleted key by key; a manifest written since stays for the next run. A
+            failed run deletes nothing, so its files come back in the next one. In the pool, as
+            the last step of the registration the pool's tasks began."""
+            from include.registry import read_json
+
+            storage = get_storage()
+            manifests = read_json(storage, listed["listing"])["manifests"]
+            for key in [*manifests, *planned, listed["listing"]]:
+                storage.delete(key)
+            return len(manifests)
+
         schema_ready = ensure_db_pool() >> apply_db_migrations()
-        planned = plan_batches(raw_files)
+        listed = list_raw_files()
+        planned = plan_batches(listed)
         schema_ready >> planned
-        registered = register_batch.expand(uris=planned)
+        registered = register_batch.expand(batch=planned)
         summary_table = summarize_registry(split)
         registered >> summary_table
         published = publish_summary(summary_table)
+        published >> finish_registration(listed, planned)
         # A teardown drops exactly the summary's temp table, right away (no waiting, no retries
         # spent), runs even if publishing failed, and never decides the run's state.
         published >> aql.cleanup(tables_to_cleanup=[summary_table], run_sync_mode=True, **in_db_pool).as_teardown(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import posixpath
 import re
@@ -19,10 +20,16 @@ from PIL import Image, UnidentifiedImageError
 
 from include.config import ConfigError
 from include.db import RegistryDatabase
-from include.ingestion import UPLOAD_SUFFIX, printable
+from include.ingestion import UPLOAD_SUFFIX, printable, safe_name
 from include.storage import Storage
 
 log = logging.getLogger(__name__)
+
+# Where a preprocess run keeps its candidate list and its batches (see plan_prefix).
+PLAN_AREA = "registry_plan"
+# Uris per `IN (...)` query when asking which candidates are registered: far below every
+# driver's limit on bound values (Postgres 65535, DuckDB none).
+QUERY_CHUNK = 1000
 
 # `glioma (12).jpg`, and a re-upload kept beside it: `glioma (12) (upload 3f9a1c2b0e4d).jpg`.
 LABEL_IN_NAME = re.compile(r"^(?P<label>[^()]+?) \(\d+\)", flags=re.IGNORECASE)
@@ -175,11 +182,44 @@ def csv_path(name: str) -> str:
     return path.removeprefix("landing/")
 
 
-def registered_uris(db: RegistryDatabase, split: str) -> set[str]:
-    """The files of ``split`` already in the registry (as :func:`registry_uri` stores them): a
-    re-run reads only what is new."""
-    rows = db.fetch_all(f"SELECT uri FROM image_files WHERE split = {db.placeholder}", (split,))
-    return {uri for (uri,) in rows}
+def unregistered(db: RegistryDatabase, uris: list[str]) -> list[str]:
+    """The ``uris`` with no row in `image_files` yet, in their order. Asked by the candidates'
+    keys, QUERY_CHUNK at a time in one transaction: the query grows with the files a run looks
+    at, never with the registry (the old way loaded every registered uri)."""
+    known: set[str] = set()
+    with db.transaction() as cursor:
+        for first in range(0, len(uris), QUERY_CHUNK):
+            chunk = [registry_uri(uri) for uri in uris[first : first + QUERY_CHUNK]]
+            marks = ", ".join([db.placeholder] * len(chunk))
+            cursor.execute(f"SELECT uri FROM image_files WHERE uri IN ({marks})", chunk)
+            known.update(uri for (uri,) in cursor.fetchall())
+    return [uri for uri in uris if registry_uri(uri) not in known]
+
+
+def read_manifests(storage: Storage, keys: list[str]) -> tuple[list[str], bool]:
+    """The raw/ keys the mover's pending manifests name, and whether any asks for a full listing
+    (see :func:`include.ingestion.write_pending_manifest`)."""
+    found, rescan = [], False
+    for key in keys:
+        manifest = json.loads(storage.read(key))
+        found.extend(manifest["keys"])
+        rescan = rescan or manifest["rescan"]
+    return found, rescan
+
+
+def plan_prefix(split: str, run_id: str) -> str:
+    """Where one preprocess run keeps its file lists: passed between tasks by key, not by XCom."""
+    return f"{PLAN_AREA}/{split}/{safe_name(run_id)}"
+
+
+def write_json(storage: Storage, key: str, value: object) -> str:
+    # ensure_ascii: a file name that is not UTF-8 (surrogates) round-trips as \udcxx escapes.
+    storage.write(key, json.dumps(value).encode())
+    return key
+
+
+def read_json(storage: Storage, key: str) -> object:
+    return json.loads(storage.read(key))
 
 
 def write_records(db: RegistryDatabase, records: list[ImageRecord], run_id: str) -> None:

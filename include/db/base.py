@@ -42,6 +42,10 @@ class RegistryDatabase(ABC):
     # Slots of the pool every task that opens the database runs in: 1 serialises access to an
     # embedded file, a large number lets a server take parallel writers.
     pool_slots: ClassVar[int]
+    # Files per mapped register_batch task unless MRI_REGISTER_BATCH_SIZE says otherwise: where
+    # one writer runs at a time, a batch's fixed cost (a task, a file open) buys nothing, so the
+    # batches are large; where writers run in parallel, smaller batches spread the work.
+    register_batch_size: ClassVar[int]
     # The DB-API marker for a bound value in this driver.
     placeholder: ClassVar[str]
 

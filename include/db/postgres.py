@@ -23,6 +23,8 @@ class PostgresDatabase(RegistryDatabase):
     conn_type = "postgres"
     # Parallel writers are the point of Postgres; the pool only caps connections.
     pool_slots = 32
+    # Many batches for many writers; each still COPYs hundreds of rows at once.
+    register_batch_size = 500
     placeholder = "%s"
 
     def describe(self) -> str:
