@@ -5,11 +5,12 @@ embedded default) and on Postgres. Prints Markdown tables.
 
 N small grayscale JPEGs (`glioma (i).jpg` / `meningioma (i).jpg`) are written to a temp storage
 root under raw/train/. Each stage is then timed in this one process by calling what its task calls:
-list (Astro SDK `get_file_list_func`), validate + hash (`fingerprint` on every file, in batches of
-MRI_REGISTER_BATCH_SIZE) and write (`write_records` per batch, on a fresh `get_database` per batch
-as a mapped task does). Then the whole DAG runs once per backend with `dag.test()` on an emptied
-registry; its rate against the sum of the stages shows what Airflow adds per task when tasks run
-one after another, and timing each task instance it runs shows which tasks that time went to.
+list (the storage listing a manual run makes), validate + hash (`fingerprint` on every file, in
+batches of the backend's `register_batch_size`, or --batch) and write (`write_records` per batch,
+on a fresh `get_database` per batch as a mapped task does). Then the whole DAG runs once per
+backend with `dag.test()` on an emptied registry; its rate against the sum of the stages shows
+what Airflow adds per task when tasks run one after another, and timing each task instance it
+runs shows which tasks that time went to.
 """
 
 from __future__ import annotations
@@ -53,8 +54,6 @@ def use_backend(conn_id: str) -> None:
 
 def stage_seconds(conn_id: str) -> dict[str, float]:
     """Seconds per stage for one pass over raw/train/ into an emptied registry."""
-    from astro.files.operators.files import get_file_list_func
-
     from include.config import settings
     from include.db import get_database
     from include.ingestion import batches
@@ -67,11 +66,11 @@ def stage_seconds(conn_id: str) -> dict[str, float]:
     seconds = dict.fromkeys(STAGES, 0.0)
 
     began = time.perf_counter()
-    uris = sorted(get_file_list_func(storage.uri("raw/train/"), cfg.storage_conn_id))
+    uris = [storage.uri(o.key) for o in storage.list("raw/train")]
     seconds["list"] = time.perf_counter() - began
 
     limits = Limits(cfg.min_image_side, cfg.max_image_pixels)
-    for batch in batches(uris, cfg.register_batch_size):
+    for batch in batches(uris, cfg.register_batch_size or get_database(conn_id).register_batch_size):
         began = time.perf_counter()
         overrides = read_label_overrides(storage, cfg.labels_csv)
         records = [fingerprint(storage, uri, "train", run_id, cfg.labels, overrides, limits) for uri in batch]
@@ -118,7 +117,7 @@ def dag_run(conn_id: str, files: int) -> tuple[float, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=500, help="MRI_REGISTER_BATCH_SIZE")
+    parser.add_argument("--batch", type=int, default=None, help="MRI_REGISTER_BATCH_SIZE; default: each backend's own")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
@@ -128,7 +127,9 @@ def main() -> None:
         os.environ.setdefault("AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES", "airflow.* astro.*")
         for name in [n for n in os.environ if n.startswith(("MRI_", "AIRFLOW_VAR_MRI_"))]:
             del os.environ[name]
-        os.environ.update(MRI_STORAGE_ROOT=f"{tmp}/storage", MRI_REGISTER_BATCH_SIZE=str(args.batch))
+        os.environ["MRI_STORAGE_ROOT"] = f"{tmp}/storage"
+        if args.batch:
+            os.environ["MRI_REGISTER_BATCH_SIZE"] = str(args.batch)
         # dag.test() records its run in the metadata DB, as tests/conftest.py prepares it.
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
         write_images(Path(tmp, "storage/raw/train"), args.files)
@@ -147,7 +148,14 @@ def main() -> None:
     def rate(seconds: float) -> str:
         return f"{args.files / seconds:,.0f}"
 
-    print(f"\n{args.files:,} files (256x256 JPEG), batches of {args.batch}, {os.cpu_count()} CPUs\n")
+    from benchmarks.headline import record
+    from include.db.duckdb import DuckDBDatabase
+    from include.db.postgres import PostgresDatabase
+
+    classes = {"DuckDB": DuckDBDatabase, "Postgres": PostgresDatabase}
+    sizes = {n: args.batch or classes[n].register_batch_size for n in names}
+    batch_text = ", ".join(f"{n} {size}" for n, size in sizes.items())
+    print(f"\n{args.files:,} files (256x256 JPEG), files per batch: {batch_text}, {os.cpu_count()} CPUs\n")
     print("| stage | " + " | ".join(f"{n} files/s | {n} share" for n in names) + " |")
     print("|---|" + "---:|---:|" * len(names))
     for stage in STAGES:
@@ -166,6 +174,17 @@ def main() -> None:
         print(f"| {task_id} | " + " | ".join(f"{runs[n][1].get(task_id, 0) / runs[n][0]:.1%}" for n in names) + " |")
     # What no task instance covers: dag.test() scheduling, task setup and teardown between tasks.
     print("| (between tasks) | " + " | ".join(f"{1 - sum(runs[n][1].values()) / runs[n][0]:.1%}" for n in names) + " |")
+    record(
+        "preprocess_stages",
+        [
+            (
+                f"{n}: whole preprocess DAG (dag.test(), {args.files:,} files) vs the sum of its stages run bare",
+                f"{runs[n][0] / sum(stages[n].values()):.2f}× the time",
+                "-",
+            )
+            for n in names
+        ],
+    )
 
 
 if __name__ == "__main__":
