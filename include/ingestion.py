@@ -15,10 +15,12 @@ task) finds the files an earlier try moved ``gone`` and skips them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from include.storage import Storage, StorageUnavailableError
@@ -80,6 +82,10 @@ def landing_prefix(split: str) -> str:
 # files gets bigger batches, never a planning task that fails on max_map_length, and the list of
 # batch references a run passes through XCom stays a few kB.
 MAX_MAPPED_BATCHES = 128
+# Per-file reasons a task returns through XCom at most (the counts are always whole): every
+# reason is also in storage (the outcome logs) or the registry (`images.reason`), and XCom must
+# stay small whatever the batch size.
+MAX_REASONS_IN_XCOM = 20
 # Where the mover lists, per batch, the files it put in raw/ (see write_pending_manifest); the
 # preprocess DAG registers exactly those and deletes the manifest once they are registered.
 PENDING_AREA = "pending_registration"
@@ -88,6 +94,11 @@ PENDING_AREA = "pending_registration"
 def batches(keys: list[str], size: int) -> list[list[str]]:
     """Consecutive chunks of ``size`` keys: one mapped task each."""
     return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+
+def first_reasons(pairs: Iterable[tuple[str, str | None]]) -> dict[str, str | None]:
+    """The first MAX_REASONS_IN_XCOM (file, reason) pairs, for a task's XCom."""
+    return dict(itertools.islice(pairs, MAX_REASONS_IN_XCOM))
 
 
 def capped_batch_size(files: int, size: int, max_batches: int) -> int:

@@ -16,6 +16,7 @@ from include.datasets import RAW
 from include.ingestion import (
     batches,
     capped_batch_size,
+    first_reasons,
     landing_prefix,
     max_mapped_batches,
     move_files,
@@ -79,8 +80,8 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
             return {
                 "counts": dict(counts),
                 "in_raw": sum(o.in_raw for o in outcomes),
-                "quarantined": {o.source: o.reason for o in outcomes if o.outcome == "quarantined"},
-                "failed": {o.source: o.reason for o in outcomes if o.outcome == "failed"},
+                "quarantined": first_reasons((o.source, o.reason) for o in outcomes if o.outcome == "quarantined"),
+                "failed": first_reasons((o.source, o.reason) for o in outcomes if o.outcome == "failed"),
                 "log": storage.uri(log_key),
             }
 
@@ -93,8 +94,9 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
                 counts.update(result["counts"])
             summary = {
                 "counts": dict(counts),
-                "quarantined": {k: v for r in results for k, v in r["quarantined"].items()},
-                "failed": {k: v for r in results for k, v in r.get("failed", {}).items()},
+                # The first reasons only (see MAX_REASONS_IN_XCOM); every one is in the logs.
+                "quarantined": first_reasons(item for r in results for item in r["quarantined"].items()),
+                "failed": first_reasons(item for r in results for item in r.get("failed", {}).items()),
                 "logs": [r["log"] for r in results],
             }
             log.info("landing/%s -> raw/%s: %s", split, split, summary["counts"])

@@ -15,7 +15,14 @@ from include.config import SQL_DIR, settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.datasets import IMAGES, RAW
 from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.ingestion import batches, capped_batch_size, max_mapped_batches, name_batch, pending_prefix
+from include.ingestion import (
+    batches,
+    capped_batch_size,
+    first_reasons,
+    max_mapped_batches,
+    name_batch,
+    pending_prefix,
+)
 from include.storage import get_storage
 from include.storage.base import is_listable
 
@@ -115,7 +122,11 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             write_records(get_database(), records, run_id)
             counts = Counter(r.status for r in records)
             log.info("Registered a batch of %s: %s", len(records), dict(counts))
-            return {"counts": dict(counts), "quarantined": {r.uri: r.reason for r in records if r.reason}}
+            # The first reasons only: all of them are in `images.reason`, and XCom stays small.
+            return {
+                "counts": dict(counts),
+                "quarantined": first_reasons((r.uri, r.reason) for r in records if r.reason),
+            }
 
         @aql.transform(conn_id=cfg.db_conn_id, **in_db_pool)
         def summarize_registry(split: str):
