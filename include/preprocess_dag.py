@@ -74,7 +74,8 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             if reconcile:
                 keys = [o.key for o in storage.list(f"raw/{split}")]
             # A hidden name is the temp file of a copy in progress: not a file to register yet.
-            uris = [storage.uri(key) for key in sorted(set(keys)) if is_listable(key) and not storage.is_folder(key)]
+            # (Listings hold files only, so no per-key folder check: 100k stats saved.)
+            uris = [storage.uri(key) for key in sorted(set(keys)) if is_listable(key)]
             mode = "all of raw/" if reconcile else f"{len(manifests)} pending manifest(s)"
             log.info("%s candidate files in raw/%s from %s", len(uris), split, mode)
             listing = write_json(
