@@ -45,7 +45,8 @@ def build_summary(counts: dict[str, Counter], until: str, wall_seconds: float) -
     }
     gate = {split: latest_gate(db, split) for split in SPLITS}
     summary["gate_passed"] = {split: (row or {}).get("success") for split, row in gate.items()}
-    summary["report"] = (gate["test"] or gate["train"] or {}).get("report_path")
+    summary["report_run"] = (gate["test"] or gate["train"] or {}).get("report_path")
+    summary["report"] = data_docs_index(summary["report_run"])
     test_snapshot = (gate["test"] or {}).get("snapshot") if summary["gate_passed"]["test"] else None
     summary["test_snapshot"] = test_snapshot
     summary["baseline"] = result_of(db, "m.role = 'baseline'", test_snapshot)
@@ -61,6 +62,14 @@ def build_summary(counts: dict[str, Counter], until: str, wall_seconds: float) -
     summary["decision"] = latest_decision(db)
     summary["wall_seconds"] = round(wall_seconds, 1)
     return summary
+
+
+def data_docs_index(run_page: str | None) -> str | None:
+    """The Data Docs index (every gate run linked) above a run's page; the page itself if none."""
+    if run_page is None:
+        return None
+    indexes = [folder / "index.html" for folder in Path(run_page).parents if (folder / "index.html").exists()]
+    return str(indexes[0]) if indexes else run_page
 
 
 def latest_gate(db: RegistryDatabase, split: str) -> dict | None:
