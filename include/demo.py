@@ -112,7 +112,8 @@ class Watcher:
         self.dag_ids, self.since = dag_ids, since
         self.run_states: dict[tuple[str, str], str] = {}
         self.counts: dict[str, dict] = {}
-        self.log_offsets: dict[Path, int] = {}
+        # Epoch lines of earlier demos' training runs are not news: start at each log's end.
+        self.log_offsets: dict[Path, int] = {path: path.stat().st_size for path in training_logs()}
 
     def poll(self) -> bool:
         """Print what changed; return True when the pipeline is quiet. Raises when a run failed."""
@@ -178,10 +179,7 @@ class Watcher:
 
     def _print_epochs(self) -> None:
         """The training task's epoch lines, as they are written to its log."""
-        from airflow.configuration import conf
-
-        logs = Path(conf.get("logging", "base_log_folder")) / "dag_id=train_model"
-        for path in sorted(logs.glob("**/*.log")):
+        for path in training_logs():
             offset = self.log_offsets.get(path, 0)
             with path.open("rb") as handle:
                 handle.seek(offset)
@@ -191,6 +189,13 @@ class Watcher:
             for line in complete.decode(errors="replace").splitlines():
                 if re.search(r"\bepoch\b", line, flags=re.IGNORECASE):
                     log.info("  train %s", line.split(" - ", 1)[-1].split("} ", 1)[-1].strip())
+
+
+def training_logs() -> list[Path]:
+    """The task logs of train_model, where the fine-tune writes its epoch lines."""
+    from airflow.configuration import conf
+
+    return sorted((Path(conf.get("logging", "base_log_folder")) / "dag_id=train_model").glob("**/*.log"))
 
 
 class PipelineFailed(RuntimeError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from airflow.decorators import dag, task
-from airflow.exceptions import AirflowFailException
+from airflow.exceptions import AirflowFailException, AirflowSkipException
 from airflow.models.dag import DAG
 
 from include.config import settings
@@ -38,12 +38,11 @@ def build_quality_gate_dag(split: str, doc_md: str) -> DAG:
         tags=["mri", "quality", split],
     )
     def quality_gate():
-        # retries=0: a failed expectation is a fact about the data, not a transient error. The
-        # outlet is emitted only when the task succeeds, so a failing gate emits nothing.
+        # retries=0: a failed expectation is a fact about the data, not a transient error. A
+        # failing gate fails here, so `announce` never runs and nothing is emitted.
         @task(
             pool=cfg.db_pool,
             retries=0,
-            outlets=[GATE_PASSED[split]],
             multiple_outputs=False,
             **notify_on(
                 success=f"quality gate {split} passed: {{{{ ti.xcom_pull(task_ids=ti.task_id) }}}}",
@@ -55,14 +54,26 @@ def build_quality_gate_dag(split: str, doc_md: str) -> DAG:
             """Validate the split's snapshot, record it in quality_runs; fail naming each failed expectation."""
             from include.db import get_database
             from include.quality import QualityGateFailed, run_gate
+            from include.snapshots import passed_snapshot_id
 
+            db = get_database()
+            previous = passed_snapshot_id(db, split)
             try:
-                outcome = run_gate(get_database(), split, context["run_id"])
+                outcome = run_gate(db, split, context["run_id"])
             except QualityGateFailed as failed:
                 raise AirflowFailException(str(failed)) from None
-            return outcome.summary()
+            return outcome.summary() | {"previous_snapshot": previous}
 
-        ensure_db_pool() >> apply_db_migrations() >> validate_snapshot()
+        @task(outlets=[GATE_PASSED[split]], multiple_outputs=False)
+        def announce(gate: dict) -> str:
+            """Emit quality/passed/<split> only for a snapshot not passed before: the same data
+            again (a re-upload of known files) retrains and re-evaluates nothing."""
+            if gate["snapshot"] == gate["previous_snapshot"]:
+                raise AirflowSkipException(f"Snapshot {gate['snapshot'][:12]} passed before; nothing new downstream.")
+            log.info("New gated snapshot %s of %s: %s images", gate["snapshot"][:12], split, gate["images"])
+            return gate["snapshot"]
+
+        ensure_db_pool() >> apply_db_migrations() >> announce(validate_snapshot())
 
     return quality_gate()
 

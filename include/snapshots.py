@@ -85,20 +85,26 @@ def load_snapshot(db: RegistryDatabase, name: str) -> Snapshot:
     return Snapshot(name, rows[0][0], [SnapshotImage(*row[1:]) for row in rows])
 
 
-def passed_snapshot(db: RegistryDatabase, split: str) -> Snapshot:
-    """The snapshot of the newest quality-gate run that passed for ``split``.
-
-    :raises NoGatedSnapshotError: when no gate run has passed yet.
-    """
+def passed_snapshot_id(db: RegistryDatabase, split: str) -> str | None:
+    """The name of the snapshot the newest passing quality-gate run of ``split`` validated, or None."""
     rows = db.fetch_all(
         f"SELECT snapshot FROM quality_runs WHERE split = {db.placeholder} AND success AND snapshot IS NOT NULL "
         "ORDER BY created_at DESC, run_id DESC LIMIT 1",
         (split,),
     )
-    if not rows:
+    return rows[0][0] if rows else None
+
+
+def passed_snapshot(db: RegistryDatabase, split: str) -> Snapshot:
+    """The snapshot of the newest quality-gate run that passed for ``split``.
+
+    :raises NoGatedSnapshotError: when no gate run has passed yet.
+    """
+    name = passed_snapshot_id(db, split)
+    if name is None:
         raise NoGatedSnapshotError(
             f"No quality-gate run has passed for split {split!r} in {db!r}: training and evaluation take "
             f"only gated data. Let quality_gate_{split} run (it follows the images/{split} Dataset) and fix "
             "what it reports."
         )
-    return load_snapshot(db, rows[0][0])
+    return load_snapshot(db, name)

@@ -97,6 +97,18 @@ def test_clean_data_passes_records_the_snapshot_and_emits(gate_env):
     assert index.is_relative_to(tmp_path / "quality") and Path(report_path).name in index.read_text()
 
 
+def test_the_same_snapshot_passing_again_is_recorded_but_announces_nothing(gate_env):
+    db, _ = gate_env
+    first, _ = run_gate_dag()
+
+    again, _ = run_gate_dag()  # a re-upload of known files registers nothing new
+
+    assert again.state == DagRunState.SUCCESS
+    assert again.get_task_instance("announce").state == TaskInstanceState.SKIPPED
+    assert (gate_events(first), gate_events(again)) == (1, 0)
+    assert [bool(success) for _, _, success, *_ in quality_runs(db)] == [True, True]
+
+
 def add_train(*records: ImageRecord):
     return lambda db: write_records(db, list(records), "r2")
 
