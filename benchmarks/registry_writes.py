@@ -91,6 +91,7 @@ def duckdb_native(conn_id: str, rows: int) -> float:
     the registry path builds its own) and one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`,
     one connection, one transaction. The ceiling the DuckDB registry path is held to."""
     import duckdb
+    import pandas  # noqa: F401 (pyarrow imports it on first use: start-up, not the insert)
     import pyarrow as pa
 
     from include.registry import FILE_ROW_COLUMNS, IMAGE_COLUMNS

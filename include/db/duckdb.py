@@ -16,7 +16,7 @@ class DuckDBDatabase(RegistryDatabase):
     pool_slots = 1
     # One writer at a time through that pool: few large batches, so the per-batch cost (a task,
     # opening the file) is paid rarely and each insert runs near DuckDB's one-shot bulk speed.
-    register_batch_size = 20_000
+    register_batch_size = 50_000
     placeholder = "?"
 
     @property
