@@ -39,7 +39,7 @@ $(INSTALLED): $(LOCK)
 	$(BIN)/uv pip install --python $(BIN)/python $(WHEELS) -r $(LOCK)
 	rm -f $(VENV)/.installed-* && touch $@
 
-lock:  ## re-resolve requirements*.txt into the lock files
+lock: install  ## re-resolve requirements*.txt into the lock files
 	$(BIN)/uv pip compile requirements.txt --python-version 3.11 $(WHEELS) -o requirements-lock.txt
 	$(BIN)/uv pip compile requirements-dev.txt -c requirements-lock.txt --python-version 3.11 $(WHEELS) -o requirements-dev-lock.txt
 
@@ -97,6 +97,7 @@ bench: install  ## registry write throughput, where the preprocess DAG's time go
 	$(BIN)/python -m benchmarks.quality_gate
 	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.finetune
+	$(BIN)/python -m benchmarks.headline
 
 dq-report: migrate  ## validate both splits now (backend of MRI_DB_CONN_ID), print the Data Docs page; gates nothing
 	$(BIN)/python -m include.quality report

@@ -120,8 +120,9 @@ class Settings:
     # Every image's width and height must lie in [quality_min_side, quality_max_side] pixels.
     quality_min_side: int = 64
     quality_max_side: int = 2048
-    # PIL modes the gate accepts (comma-separated in MRI_QUALITY_MODES).
-    quality_modes: tuple[str, ...] = ("L", "RGB")
+    # PIL modes the gate accepts (comma-separated in MRI_QUALITY_MODES): by default every mode the
+    # registry registers and include.ml.predict.open_image turns into RGB (8/16-bit gray, alpha).
+    quality_modes: tuple[str, ...] = ("L", "LA", "RGB", "RGBA", "I", "I;16")
     # Largest share of a split's registry rows that may be quarantined, in [0, 1].
     quality_max_quarantine_rate: float = 0.1
 
@@ -278,6 +279,13 @@ def _storage_root(environ: Mapping[str, str], default: str) -> str:
     return raw if "://" in raw else str(PROJECT_ROOT / raw)
 
 
+def _folder(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A folder made absolute against the project folder: every process (scheduler, worker,
+    triggerer, each with its own working directory) must mean the same one, and paths stored in
+    the registry (models.path) must stay valid."""
+    return str(PROJECT_ROOT / (_get(environ, name) or default))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment).
 
@@ -302,10 +310,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_image_side=_positive_int(environ, "MRI_MIN_IMAGE_SIDE", defaults.min_image_side),
         max_image_pixels=_positive_int(environ, "MRI_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
         model_source=_model_source(environ),
-        models_dir=_get(environ, "MRI_MODELS_DIR") or defaults.models_dir,
-        production_dir=_get(environ, "MRI_PRODUCTION_DIR") or defaults.production_dir,
+        models_dir=_folder(environ, "MRI_MODELS_DIR", defaults.models_dir),
+        production_dir=_folder(environ, "MRI_PRODUCTION_DIR", defaults.production_dir),
         slack_conn_id=_get(environ, "MRI_SLACK_CONN_ID"),
-        notifications_dir=_get(environ, "MRI_NOTIFICATIONS_DIR") or defaults.notifications_dir,
+        notifications_dir=_folder(environ, "MRI_NOTIFICATIONS_DIR", defaults.notifications_dir),
         celery_workers=_positive_int(environ, "MRI_CELERY_WORKERS", defaults.celery_workers),
         training_queue=_get(environ, "MRI_TRAINING_QUEUE") or defaults.training_queue,
         train_epochs=_positive_int(environ, "MRI_TRAIN_EPOCHS", defaults.train_epochs),
@@ -316,11 +324,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         training_pool=_get(environ, "MRI_TRAINING_POOL") or defaults.training_pool,
         training_pool_slots=_positive_int(environ, "MRI_TRAINING_POOL_SLOTS", defaults.training_pool_slots),
         torch_threads=_non_negative_int(environ, "MRI_TORCH_THREADS", defaults.torch_threads),
-        evaluations_dir=_get(environ, "MRI_EVALUATIONS_DIR") or defaults.evaluations_dir,
+        evaluations_dir=_folder(environ, "MRI_EVALUATIONS_DIR", defaults.evaluations_dir),
         selection_metric=_selection_metric(environ),
         promotion_margin=_margin(environ),
         publish_target=_publish_target(environ),
-        quality_dir=_get(environ, "MRI_QUALITY_DIR") or defaults.quality_dir,
+        quality_dir=_folder(environ, "MRI_QUALITY_DIR", defaults.quality_dir),
         quality_min_images_per_class=_positive_int(
             environ, "MRI_QUALITY_MIN_IMAGES_PER_CLASS", defaults.quality_min_images_per_class
         ),

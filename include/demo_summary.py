@@ -82,13 +82,14 @@ def latest_gate(db: RegistryDatabase, split: str) -> dict | None:
 
 
 def result_of(db: RegistryDatabase, which: str, snapshot: str | None, parameters: tuple = ()) -> dict | None:
-    """The newest result on ``snapshot`` of the model(s) ``which`` selects (a code constant)."""
+    """The newest result on ``snapshot`` of the model(s) ``which`` selects (a code constant): the
+    latest baseline, or the production model's latest evaluation."""
     if snapshot is None:
         return None
     rows = db.fetch_all(
         "SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss, r.roc_png FROM model_results r "
         f"JOIN models m ON m.model_id = r.model_id WHERE {which} AND r.test_snapshot = {db.placeholder} "
-        "ORDER BY r.roc_auc DESC, r.evaluated_at DESC LIMIT 1",
+        "ORDER BY r.evaluated_at DESC, r.result_id DESC LIMIT 1",
         (*parameters, snapshot),
     )
     if not rows:

@@ -101,6 +101,11 @@ def scale_environment(
         ),
         "AIRFLOW_VAR_MRI_STORAGE_ROOT": f"s3://{bucket}/mri",
         "AIRFLOW_VAR_MRI_STORAGE_CONN_ID": "mri_s3",
+        # Its own models, production bundle, reports and notifications: `make demo`'s stay untouched.
+        **{
+            f"AIRFLOW_VAR_MRI_{name.upper()}_DIR": str(airflow_home / "data" / name)
+            for name in ("models", "production", "evaluations", "quality", "notifications")
+        },
     }
 
 

@@ -41,3 +41,16 @@ def test_batch_size_must_be_a_positive_integer(raw):
 def test_storage_root_trailing_slash_is_dropped():
     settings = load_settings({"MRI_STORAGE_ROOT": "s3://bucket/mri/", "MRI_STORAGE_CONN_ID": "minio"})
     assert (settings.storage_root, settings.storage_conn_id) == ("s3://bucket/mri", "minio")
+
+
+@pytest.mark.parametrize(
+    "name", ["MRI_MODELS_DIR", "MRI_PRODUCTION_DIR", "MRI_EVALUATIONS_DIR", "MRI_QUALITY_DIR", "MRI_NOTIFICATIONS_DIR"]
+)
+def test_a_relative_folder_means_the_same_place_from_any_working_directory(name, tmp_path, monkeypatch):
+    from include.config import PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)  # a worker or the triggerer starts elsewhere
+    attribute = name.removeprefix("MRI_").lower()
+
+    assert getattr(load_settings({name: "data/elsewhere"}), attribute) == str(PROJECT_ROOT / "data/elsewhere")
+    assert getattr(load_settings({name: "/srv/mri"}), attribute) == "/srv/mri"

@@ -19,6 +19,19 @@ def test_scale_environment_is_celery_on_postgres_and_s3_with_the_one_variable():
     assert env["AIRFLOW_VAR_MRI_STORAGE_ROOT"] == "s3://b/mri" and env["AIRFLOW_VAR_MRI_STORAGE_CONN_ID"] == "mri_s3"
 
 
+def test_the_scale_profile_never_writes_into_the_embedded_demo_s_folders():
+    from include.config import load_settings, settings
+
+    env = scale_profile.scale_environment(
+        Path("/tmp/home"), "postgresql://m", "postgresql://r", "redis://", "http://s", "b"
+    )
+    scale, embedded = load_settings(env), settings()
+
+    for folder in ("models_dir", "production_dir", "evaluations_dir", "quality_dir", "notifications_dir"):
+        assert getattr(scale, folder).startswith("/tmp/home/"), folder
+        assert getattr(scale, folder) != getattr(embedded, folder)
+
+
 def test_missing_server_binaries_are_named_with_the_install_command(monkeypatch, caplog, tmp_path):
     monkeypatch.setattr(scale_profile, "REDIS_SERVER", tmp_path / "no-redis-server")
     monkeypatch.setattr("sys.argv", ["scale_profile", "--home", str(tmp_path / "home")])
