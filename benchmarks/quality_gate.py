@@ -181,6 +181,27 @@ def main() -> None:
     for path, seconds in suite.items():
         print(f"| {path} | {seconds:.2f} | {rows / seconds:,.0f} | {seconds / reference:.2f} |")
 
+    from benchmarks.headline import record
+
+    record(
+        "quality_gate",
+        [
+            (f"gate on {rows:,} rows, {n}: total / 5 s budget", f"{sum(gates[n].values()) / 5:.2f}", "≤ 1")
+            for n in backends
+        ]
+        + [
+            (f"Data Docs build, {n}, share of the gate", f"{docs_seconds[n] / sum(gates[n].values()):.2f}", "-")
+            for n in backends
+        ]
+        + [
+            (
+                "GX SQL data source / DataFrame path, Postgres",
+                f"{suite['GX SQL data source (query asset)'] / reference:.2f}",
+                "-",
+            )
+        ],
+    )
+
 
 if __name__ == "__main__":
     main()
