@@ -5,8 +5,9 @@ resolves settings and data, calls one ``include.ml`` function, records the row a
 JSON-able dict (ids, paths, metrics; never tensors or images). torch and transformers are imported
 inside ``execute``, so parsing a DAG that uses these never loads them.
 
-Both read only a snapshot a quality gate passed (``include.snapshots.passed_snapshot``), by the
-images' registered URIs through the storage layer (a local folder or S3); no temp folders.
+Both read one named snapshot (``snapshot_id``: the one a quality gate passed when the DAG planned
+the work, so a retry reads the same images), by the images' registered URIs through the storage
+layer (a local folder or S3); no temp folders.
 """
 
 from __future__ import annotations
@@ -21,14 +22,23 @@ from airflow.models.baseoperator import BaseOperator
 from include.config import settings
 
 
-def _snapshot_data(split: str) -> tuple[Any, Any, list[tuple[str, str]], Any]:
-    """The registry, the gated snapshot of ``split``, its ``(uri, label)`` items and a reader of URIs."""
+def _snapshot_data(split: str, snapshot_id: str | None) -> tuple[Any, Any, list[tuple[str, str]], Any]:
+    """The registry, the snapshot, its ``(uri, label)`` items and a reader of URIs.
+
+    ``snapshot_id`` is the snapshot the DAG picked when it planned the work: a retried or cleared task
+    reads the same images even after a newer snapshot passed its gate. Without one (the operator used
+    on its own), the newest gated snapshot of ``split`` now.
+    """
     from include.db import get_database
-    from include.snapshots import passed_snapshot
+    from include.snapshots import load_snapshot, passed_snapshot
     from include.storage import get_storage
 
     db, storage = get_database(), get_storage()
-    snapshot = passed_snapshot(db, split)
+    snapshot = load_snapshot(db, snapshot_id) if snapshot_id else passed_snapshot(db, split)
+    if snapshot.split != split:
+        raise AirflowFailException(
+            f"Snapshot {snapshot.snapshot_id} is of split {snapshot.split!r}, not {split!r}: pass a {split} snapshot."
+        )
     return (
         db,
         snapshot,
@@ -53,9 +63,11 @@ class FineTuneImageClassifierOperator(BaseOperator):
     :param model_source: the base model; default MRI_MODEL_SOURCE (templated).
     :param models_dir: the folder of model bundles; default MRI_MODELS_DIR (templated).
     :param split: the gated split to train on (templated).
+    :param snapshot_id: the gated snapshot to train on (templated); default: the newest gated one of
+        ``split`` when the task runs. Pin it (train_model does) so a retry trains on the same data.
     """
 
-    template_fields: Sequence[str] = ("hyperparameters", "model_source", "models_dir", "split")
+    template_fields: Sequence[str] = ("hyperparameters", "model_source", "models_dir", "split", "snapshot_id")
     ui_color = "#fcd9a8"
 
     def __init__(
@@ -65,6 +77,7 @@ class FineTuneImageClassifierOperator(BaseOperator):
         model_source: str | None = None,
         models_dir: str | None = None,
         split: str = "train",
+        snapshot_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -72,11 +85,13 @@ class FineTuneImageClassifierOperator(BaseOperator):
         self.model_source = model_source
         self.models_dir = models_dir
         self.split = split
+        self.snapshot_id = snapshot_id
 
     def execute(self, context: Any) -> dict:
+        from include.ml.bundle import missing_files, read_metadata
         from include.ml.hyperparameters import TrainConfig
         from include.ml.train import TrainingDiverged, train_and_save
-        from include.training import base_hyperparameters, derived_id, record_model
+        from include.training import base_hyperparameters, derived_id, record_model, recorded_model
 
         cfg, run_id = settings(), context["run_id"]
         try:  # a bad hyperparameter or a diverging run fails the same way every time: no retry
@@ -85,9 +100,23 @@ class FineTuneImageClassifierOperator(BaseOperator):
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
-        db, snapshot, items, read = _snapshot_data(self.split)
+        db, snapshot, items, read = _snapshot_data(self.split, self.snapshot_id)
         model_id = derived_id("ft", self.dag_id, run_id, context["ti"].map_index)
         directory = Path(self.models_dir or cfg.models_dir) / model_id
+        keep = ("base_model", "hyperparameters", "validation", "epochs_run", "best_epoch", "train_seconds")
+        recorded = recorded_model(db, model_id)
+        if recorded is not None and not missing_files(Path(recorded["path"])):
+            # A retried or cleared task: the row and its bundle are whole. Retraining would replace the
+            # bundle while the row (ON CONFLICT DO NOTHING) stays, and the two would disagree.
+            metadata = read_metadata(Path(recorded["path"]))
+            self.log.info(
+                "%s is already trained on snapshot %s and recorded (bundle %s): returning it, not retraining",
+                model_id,
+                recorded["train_snapshot"],
+                recorded["path"],
+            )
+            facts = {name: recorded[name] for name in ("model_id", "role", "train_snapshot", "run_id", "path")}
+            return {**facts, **{name: metadata.get(name, recorded.get(name)) for name in keep}}
         source = self.model_source or cfg.model_source
         self.log.info(
             "Fine-tuning %s from %s on snapshot %s (%s images)", model_id, source, snapshot.snapshot_id, len(items)
@@ -117,8 +146,7 @@ class FineTuneImageClassifierOperator(BaseOperator):
             summary["validation"],
             summary["epochs_run"],
         )
-        keep = ("base_model", "hyperparameters", "validation", "epochs_run", "best_epoch", "train_seconds", "path")
-        return {**facts, **{name: summary[name] for name in keep}}
+        return {**facts, **{name: summary[name] for name in (*keep, "path")}}
 
 
 class EvaluateImageClassifierOperator(BaseOperator):
@@ -129,24 +157,33 @@ class EvaluateImageClassifierOperator(BaseOperator):
     :param evaluations_dir: where the pictures go, ``<dir>/<model_id>/<result_id>/``; default
         MRI_EVALUATIONS_DIR (templated).
     :param split: the gated split to evaluate on (templated).
+    :param snapshot_id: the gated test snapshot (templated); default: the newest gated one of ``split``
+        when the task runs. Pin it (test_fine_tuned_model does) so a retry evaluates on the same data.
     """
 
-    template_fields: Sequence[str] = ("model_id", "evaluations_dir", "split")
+    template_fields: Sequence[str] = ("model_id", "evaluations_dir", "split", "snapshot_id")
     ui_color = "#c9e4f5"
 
     def __init__(
-        self, *, model_id: str, evaluations_dir: str | None = None, split: str = "test", **kwargs: Any
+        self,
+        *,
+        model_id: str,
+        evaluations_dir: str | None = None,
+        split: str = "test",
+        snapshot_id: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_id = model_id
         self.evaluations_dir = evaluations_dir
         self.split = split
+        self.snapshot_id = snapshot_id
 
     def execute(self, context: Any) -> dict:
         from include.ml.evaluate import evaluate_bundle
         from include.training import derived_id, model_location, record_result
 
-        db, snapshot, items, read = _snapshot_data(self.split)
+        db, snapshot, items, read = _snapshot_data(self.split, self.snapshot_id)
         path, role = model_location(db, self.model_id)
         result_id = derived_id("result", context["run_id"], self.model_id, snapshot.snapshot_id)
         out_dir = Path(self.evaluations_dir or settings().evaluations_dir) / self.model_id / result_id

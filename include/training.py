@@ -101,6 +101,18 @@ def record_result(
         db.insert_new_rows(cursor, "model_results", RESULT_COLUMNS, "result_id", [row])
 
 
+def recorded_model(db: RegistryDatabase, model_id: str) -> dict | None:
+    """The ``models`` row of ``model_id`` as a dict (hyperparameters parsed), or None."""
+    columns = ("model_id", "base_model", "hyperparameters", "train_snapshot", "path", "role", "run_id")
+    rows = db.fetch_all(f"SELECT {', '.join(columns)} FROM models WHERE model_id = {db.placeholder}", (model_id,))
+    if not rows:
+        return None
+    row = dict(zip(columns, rows[0], strict=True))
+    if isinstance(row["hyperparameters"], str):
+        row["hyperparameters"] = json.loads(row["hyperparameters"])
+    return row
+
+
 def model_location(db: RegistryDatabase, model_id: str) -> tuple[str, str]:
     """``(path, role)`` of a recorded model."""
     rows = db.fetch_all(f"SELECT path, role FROM models WHERE model_id = {db.placeholder}", (model_id,))

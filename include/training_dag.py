@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 # The success messages are what the publishing task returned (rendered by the notifier).
 OWN_MESSAGE = "{{ ti.xcom_pull(task_ids=ti.task_id)['message'] }}"
 # A field of what the notifying task returned, as a template: OWN["roc_auc"].
+# The label of a fine_tune in the UI; short and bounded: the metadata DB's rendered_map_index is a
+# VARCHAR(250), and a whole sweep entry can be longer (the task would fail after training).
+SWEEP_ENTRY_LABEL = (
+    "{{ ('entry ' ~ ti.map_index ~ ', lr ' ~ (task.hyperparameters or {}).get('learning_rate', 'default'))[:100] }}"
+)
 OWN = {name: f"{{{{ ti.xcom_pull(task_ids=ti.task_id)['{name}'] }}}}" for name in ("model_id", "roc_auc", "accuracy")}
 
 
@@ -73,8 +78,9 @@ def build_train_model_dag(doc_md: str) -> DAG:
     def train_model():
         @task(pool=cfg.db_pool)
         def plan_sweep(**context) -> list[dict]:
-            """Check every entry now (a typo fails here, not after an hour of training) and that a
-            gated train snapshot exists."""
+            """Check every entry now (a typo fails here, not after an hour of training) and pick the
+            gated train snapshot: each fine_tune gets its id, so a retry trains on the same images even
+            after a newer snapshot passed its gate."""
             from include.db import get_database
             from include.ml.hyperparameters import TrainConfig
             from include.snapshots import passed_snapshot
@@ -91,7 +97,7 @@ def build_train_model_dag(doc_md: str) -> DAG:
                 len(snapshot.images),
                 sweep,
             )
-            return sweep
+            return [{"hyperparameters": entry, "snapshot_id": snapshot.snapshot_id} for entry in sweep]
 
         plan = plan_sweep()
         fine_tune = FineTuneImageClassifierOperator.partial(
@@ -99,14 +105,15 @@ def build_train_model_dag(doc_md: str) -> DAG:
             pool=cfg.training_pool,
             queue=cfg.training_queue,
             # A diverging run or a bad hyperparameter fails at once (AirflowFailException); one retry
-            # covers a lost worker. Each try writes the same model id and folder.
+            # covers a lost worker. Each try has the same model id and snapshot; a try that finds the
+            # model recorded with a whole bundle returns it instead of training again.
             retries=1,
-            map_index_template="{{ task.hyperparameters }}",
+            map_index_template=SWEEP_ENTRY_LABEL,
             **notify_on(
                 success="trained {{ ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)['model_id'] }}",
                 failure="fine-tuning failed (sweep entry {{ ti.map_index }}); no model was saved for it",
             ),
-        ).expand(hyperparameters=plan)
+        ).expand_kwargs(plan)
 
         @task(
             outlets=[MODEL_TRAINED],
@@ -214,8 +221,9 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
     )
     def test_fine_tuned_model():
         @task(pool=cfg.db_pool)
-        def find_unevaluated_models() -> list[str]:
-            """New models, or every model when the test snapshot is new; nothing is evaluated twice."""
+        def find_unevaluated_models() -> list[dict]:
+            """New models, or every model when the test snapshot is new; nothing is evaluated twice.
+            Each evaluate gets the snapshot picked here, so a retry evaluates on the same images."""
             from include.db import get_database
             from include.snapshots import NoGatedSnapshotError, passed_snapshot
             from include.training import models_to_evaluate
@@ -227,7 +235,7 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
                 raise AirflowSkipException(f"Nothing to evaluate on yet: {err}") from None
             model_ids = models_to_evaluate(db, snapshot.snapshot_id)
             log.info("%s models to evaluate on test snapshot %s: %s", len(model_ids), snapshot.snapshot_id, model_ids)
-            return model_ids
+            return [{"model_id": model_id, "snapshot_id": snapshot.snapshot_id} for model_id in model_ids]
 
         found = find_unevaluated_models()
         evaluate = EvaluateImageClassifierOperator.partial(
@@ -235,7 +243,7 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
             pool=cfg.db_pool,
             map_index_template="{{ task.model_id }}",
             **notify_on(success="evaluated {{ task.model_id }}", failure="evaluating {{ task.model_id }} failed"),
-        ).expand(model_id=found)
+        ).expand_kwargs(found)
 
         @task(
             pool=cfg.db_pool,

@@ -9,6 +9,7 @@ tests/unit/test_ml_core.py.
 import hashlib
 import io
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from PIL import Image
 from include.config import settings
 from include.db import get_database
 from include.db.migrations import apply_migrations
-from include.ml.bundle import load_model, missing_files, save_model
+from include.ml.bundle import load_model, missing_files, read_metadata, save_model
 from include.ml.source import build_processor
 from include.registry import ImageRecord, write_records
 from include.snapshots import take_snapshot
@@ -200,3 +201,67 @@ def test_evaluation_reads_the_snapshot_by_its_uris_from_s3(ml, s3_root, monkeypa
     assert rows == [(test_snapshot, 6)] and all(
         uri.startswith("s3://") for (uri,) in db.fetch_all("SELECT uri FROM images")
     )
+
+
+def run_again(dag, run, task_id: str, map_index: int) -> None:
+    """Run one finished task instance of ``run`` again, as a retry or a cleared task does."""
+    ti = run.get_task_instance(task_id, map_index=map_index)
+    ti.task = dag.get_task(task_id)
+    ti.run(ignore_all_deps=True, ignore_ti_state=True, test_mode=True)
+
+
+# Every name of TrainConfig: printed whole, this entry is longer than rendered_map_index's 250 chars.
+EVERY_KEY = {
+    "epochs": 1,
+    "batch_size": 8,
+    "learning_rate": 0.01,
+    "weight_decay": 0.05,
+    "warmup_epochs": 0.5,
+    "image_size": 32,
+    "seed": 0,
+    "freeze_backbone": False,
+    "augment": True,
+    "validation_fraction": 0.0,
+    "patience": 10,
+    "log_every": 10,
+}
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_the_fine_tune_label_is_short_whatever_the_sweep_entry(ml):
+    task = build_train_model_dag("t").get_task("fine_tune")
+    entry = {**EVERY_KEY, "learning_rate": 0.01234567890123, "weight_decay": 0.0512345678901234}
+    assert len(str(entry)) > 250
+    label = task.get_dag().get_template_env().from_string(task.partial_kwargs["map_index_template"])
+    rendered = label.render(task=SimpleNamespace(hyperparameters=entry), ti=SimpleNamespace(map_index=7))
+    assert rendered == "entry 7, lr 0.01234567890123"
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_a_retried_fine_tune_and_evaluation_keep_the_snapshot_their_run_picked(ml, monkeypatch):
+    db, storage, _ = ml
+    picked = register_and_gate(db, storage, "train", per_class=4, first_seed=0)
+    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([EVERY_KEY]))
+    settings.cache_clear()
+    train = build_train_model_dag("t")
+    run = train.test()
+    assert run.state == DagRunState.SUCCESS
+    assert len(run.get_task_instance("fine_tune", map_index=0).rendered_map_index) <= 100
+    ((model_id, path, recorded),) = db.fetch_all("SELECT model_id, path, train_snapshot FROM models")
+    saved_at = read_metadata(path)["saved_at"]
+
+    # A newer snapshot passes its gate, then the run's fine_tune is retried (or cleared).
+    register_and_gate(db, storage, "train", per_class=4, first_seed=100)
+    run_again(train, run, "fine_tune", 0)
+
+    assert recorded == picked and db.fetch_all("SELECT model_id, train_snapshot FROM models") == [(model_id, picked)]
+    metadata = read_metadata(path)
+    assert (metadata["train_snapshot"], metadata["saved_at"]) == (picked, saved_at), "retrained on other data"
+
+    tested = register_and_gate(db, storage, "test", per_class=3, first_seed=500)
+    evaluate = build_test_fine_tuned_dag("t")
+    evaluated = evaluate.test()
+    assert evaluated.state == DagRunState.SUCCESS
+    register_and_gate(db, storage, "test", per_class=2, first_seed=900)
+    run_again(evaluate, evaluated, "evaluate", 0)
+    assert db.fetch_all("SELECT model_id, test_snapshot, images FROM model_results") == [(model_id, tested, 6)]
