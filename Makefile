@@ -97,6 +97,7 @@ bench: install  ## registry write throughput, where the preprocess DAG's time go
 	$(BIN)/python -m benchmarks.quality_gate
 	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.finetune
+	$(BIN)/python -m benchmarks.parse_times
 	$(BIN)/python -m benchmarks.headline
 
 dq-report: migrate  ## validate both splits now (backend of MRI_DB_CONN_ID), print the Data Docs page; gates nothing
