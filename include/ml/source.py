@@ -137,8 +137,11 @@ def load_base_model(
         else:
             from include.ml.bundle import read_metadata
 
-            source = str(current)
-            description = f"production:{read_metadata(current).get('model_id', current)}"
+            # `current` is a symlink a promotion switches: resolve it once so the metadata and the
+            # weights come from the same release, whatever is promoted meanwhile.
+            release = current.resolve()
+            source = str(release)
+            description = f"production:{read_metadata(release).get('model_id', release)}"
 
     processor = None
     if source.startswith("config:"):

@@ -257,3 +257,31 @@ def test_the_training_settings_defaults_are_the_train_config_defaults():
         defaults.image_size,
     )
     assert json.loads(json.dumps(cfg.train_sweep)) == list(cfg.train_sweep)
+
+
+def test_fine_tuning_from_production_reads_one_release_even_if_a_promotion_switches_current(tmp_path, monkeypatch):
+    import include.ml.bundle
+
+    production = tmp_path / "production"
+    releases = {name: production / "releases" / name for name in ("ft-a", "ft-b")}
+    models = {name: tiny_model(seed=seed) for seed, name in enumerate(releases)}
+    for name, folder in releases.items():
+        save_model(models[name], build_processor(32), folder, {"model_id": name})
+    current = production / "current"
+    current.symlink_to(releases["ft-a"])
+    read_metadata = include.ml.bundle.read_metadata
+
+    def promote_b_after_reading(directory):
+        metadata = read_metadata(directory)
+        # A promotion lands between the metadata and the weights: the real symlink switch.
+        switched = production / "current.next"
+        switched.symlink_to(releases["ft-b"])
+        switched.replace(current)
+        return metadata
+
+    monkeypatch.setattr(include.ml.bundle, "read_metadata", promote_b_after_reading)
+    base = load_base_model("production", LABELS, 32, production)
+
+    assert current.resolve() == releases["ft-b"]
+    assert base.description == "production:ft-a"
+    assert torch.equal(base.model.classifier[1].weight, models["ft-a"].classifier[1].weight)
