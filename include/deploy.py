@@ -75,6 +75,19 @@ class PromotionError(RuntimeError):
     """Promotion cannot go ahead; the message says why and what to do."""
 
 
+class MirrorError(RuntimeError):
+    """The promotion committed and ``current`` serves the new release, but copying it to the
+    publish target failed: production DID change. The message says how to retry the copy."""
+
+    def __init__(self, model_id: str, release: str, target: str, cause: BaseException):
+        super().__init__(
+            f"promoted {model_id} (release {release}); mirroring to {target} failed: {cause}. Production is "
+            f"{model_id}; clear the deploy_best_model run's promote task to copy it again (a retry of a run "
+            "that promoted only mirrors), or fix MRI_PUBLISH_TARGET / MRI_STORAGE_CONN_ID."
+        )
+        self.model_id, self.release, self.target = model_id, release, target
+
+
 def checked_metric(metric: str) -> str:
     """``metric`` if it is one of the selectable metric columns, else a ConfigError-style message."""
     if metric not in SELECTION_METRICS:
@@ -509,6 +522,7 @@ def promote(
     :param bundles: where the served bundle lives.
     :param mirror: optional second publish target, written after the commit.
     :param checkpoint: called with each name in :data:`CHECKPOINTS` as promotion passes it.
+    :raises MirrorError: when only the copy to ``mirror`` failed (production did change).
     """
     if not decision.promote:
         raise PromotionError(f"promote() got a decision not to promote: {decision.reason}")
@@ -520,7 +534,11 @@ def promote(
     else:
         release = _promote_once(db, decision, run_id, bundles, checkpoint)
     if mirror is not None:
-        mirror.publish(bundles.release_dir(release))
+        try:
+            mirror.publish(bundles.release_dir(release))
+        except Exception as err:
+            # After the commit and the switch: not a failed promotion, and must not be reported as one.
+            raise MirrorError(decision.model_id, release, f"storage:{mirror.prefix}", err) from err
     return release
 
 

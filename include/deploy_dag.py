@@ -66,23 +66,30 @@ def build_deploy_dag(doc_md: str) -> DAG:
             **in_db_pool,
             **notify_on(
                 success="Promoted {{ ti.xcom_pull(task_ids='promote')['model_id'] }} to production "
-                "({{ ti.xcom_pull(task_ids='promote')['reason'] }})",
+                "({{ ti.xcom_pull(task_ids='promote')['reason'] }}){{ ti.xcom_pull(task_ids='promote')['mirror'] }}",
                 failure="Promotion failed; production is unchanged (registry and bundle roll back together).",
             ),
         )
         def promote(decision: dict, **context) -> dict:
             """Stages in one transaction, the bundle switched inside it; skipped (no Dataset event) on "no"."""
             from include.db import get_database
-            from include.deploy import Decision, LocalBundles, promote, publisher, reconcile
+            from include.deploy import Decision, LocalBundles, MirrorError, promote, publisher, reconcile
 
             db, bundles = get_database(), LocalBundles(cfg.production_dir)
             reconcile(db, bundles)
             chosen = Decision(**decision)
             if not chosen.promote:
                 raise AirflowSkipException(f"Not promoted: {chosen.reason}")
-            release = promote(db, chosen, context["run_id"], bundles, publisher(cfg.publish_target))
+            mirror = ""
+            try:
+                release = promote(db, chosen, context["run_id"], bundles, publisher(cfg.publish_target))
+            except MirrorError as err:
+                # Production changed: succeed (model_deployed is emitted) and say what was not copied.
+                log.error("Production changed, but %s", err)
+                release, mirror = err.release, f"; WARNING: {err}"
             log.info("Serving %s from %s", chosen.model_id, bundles.release_dir(release))
             return {
+                "mirror": mirror,
                 "model_id": chosen.model_id,
                 "release": release,
                 "bundle": str(bundles.current),

@@ -468,3 +468,31 @@ def test_publish_target_storage_mirrors_the_release_to_s3_then_names_it(
     assert {"model.safetensors", "config.json", "preprocessor_config.json", MODEL_CARD, "deployment.json"} <= keys
     assert json.loads(storage.read(f"production/releases/{release}/deployment.json"))["model_id"] == "m-b"
     settings.cache_clear()
+
+
+# The store is what this test varies; one backend is enough.
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_a_failed_storage_mirror_after_the_switch_reports_production_changed(
+    registry, model_dirs, tmp_path, s3_root, s3_relay, monkeypatch
+):
+    db = registry
+    events_before = deployed_events()
+    monkeypatch.setenv("MRI_STORAGE_ROOT", s3_root)
+    monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
+    monkeypatch.setenv("MRI_PUBLISH_TARGET", "storage:production")
+    settings.cache_clear()
+    gate(db, NEW, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
+    s3_relay.cut()  # the mirror's endpoint is gone; the local production folder is not
+
+    decision, state = run_deploy()
+
+    assert (decision["promote"], state) == (True, TaskInstanceState.SUCCESS)
+    assert served(tmp_path) == "m-a" and stages(db) == {"m-a": "production"}
+    assert deployed_events() - events_before == 1  # production did change
+    notices = list((tmp_path / "notifications" / "deploy_best_model").glob("*.promote.*.json"))
+    assert [json.loads(p.read_text())["event"] for p in notices] == ["success"]
+    message = json.loads(notices[0].read_text())["message"]
+    assert message.startswith("Promoted m-a to production") and "mirroring to storage:production failed" in message
+    assert "production is unchanged" not in message and "clear" in message
