@@ -9,6 +9,7 @@ tests/unit/test_ml_core.py.
 import hashlib
 import io
 import json
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -265,3 +266,33 @@ def test_a_retried_fine_tune_and_evaluation_keep_the_snapshot_their_run_picked(m
     register_and_gate(db, storage, "test", per_class=2, first_seed=900)
     run_again(evaluate, evaluated, "evaluate", 0)
     assert db.fetch_all("SELECT model_id, test_snapshot, images FROM model_results") == [(model_id, tested, 6)]
+
+
+def a_models_dir_where_only_short_file_names_fit(root) -> str:
+    """A real folder whose bundle temp folder, ``.<model id>.tmp-XXXXXXXX`` (29 chars), can hold
+    ``model.safetensors`` and ``config.json`` but not ``preprocessor_config.json``: the path would
+    exceed Linux's PATH_MAX (4095 chars). Saving then fails mid-way, after the weights are written,
+    with a real OSError (ENAMETOOLONG), even as root."""
+    length = 4095 - len("/.ft-0123456789ab.tmp-abcdefgh/") - len("model.safetensors") - 3
+    folder = str(root)
+    while len(folder) < length:
+        folder += "/" + "d" * min(200, length - len(folder) - 1)
+    os.makedirs(folder)
+    return folder
+
+
+def test_a_save_failing_mid_way_leaves_no_model_folder_no_temp_folder_and_no_row(ml, monkeypatch):
+    db, storage, tmp_path = ml
+    register_and_gate(db, storage, "train", per_class=4, first_seed=0)
+    models_dir = a_models_dir_where_only_short_file_names_fit(tmp_path / "models")
+    monkeypatch.setenv("MRI_MODELS_DIR", models_dir)
+    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"epochs": 1, "validation_fraction": 0.0}]))
+    settings.cache_clear()
+
+    run = build_train_model_dag("t").test()
+
+    assert run.state == DagRunState.FAILED
+    failure = notification(tmp_path, "train_model", "fine_tune", "failure")
+    assert "File name too long" in failure["exception"] and "preprocessor_config.json" in failure["exception"]
+    assert os.listdir(models_dir) == []
+    assert db.fetch_all("SELECT COUNT(*) FROM models") == [(0,)]
