@@ -425,24 +425,40 @@ def test_a_process_killed_between_switch_and_commit_is_reconciled_to_the_registr
     assert production_model_id(db) == "m-a" == bundles.deployment()["model_id"]
 
 
-def test_served_bundle_loads_and_predicts_like_the_evaluated_model(registry, model_dirs, tmp_path):
-    from include.ml.bundle import load_model
-    from include.ml.predict import open_image, predict_proba
+def test_served_bundle_predicts_what_the_evaluation_of_the_promoted_model_measured(registry, model_dirs, tmp_path):
+    from include.ml.evaluate import evaluate_bundle
+    from include.predict import main
 
     db = registry
     bundles, decision = production_with(db, model_dirs, tmp_path)
     promote(db, decision, "run-2", bundles)
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(buffer, "PNG")
-    image = open_image(buffer.getvalue())
+    scan = tmp_path / "scan.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(scan)
 
-    served_model = load_model(bundles.current)
-    evaluated = load_model(model_dirs["m-b"])
+    # The evaluation path (what EvaluateImageClassifierOperator calls) on the model as it was evaluated:
+    # on one image labelled c, the mean cross-entropy is -log p(c), so exp(-loss) is p(c).
+    measured = {
+        label: float(
+            np.exp(
+                -evaluate_bundle(
+                    model_dirs["m-b"],
+                    [(str(scan), label)],
+                    lambda uri: open(uri, "rb").read(),
+                    tmp_path / "evaluation" / label,
+                    "m-b",
+                )["loss"]
+            )
+        )
+        for label in ("glioma", "meningioma")
+    }
+    # The served path: the CLI on <MRI_PRODUCTION_DIR>/current.
+    out = io.StringIO()
+    assert main(["--json", str(scan)], out=out) == 0
+    served_result = json.loads(out.getvalue())
 
-    np.testing.assert_array_equal(
-        predict_proba(served_model.model, served_model.processor, [image]),
-        predict_proba(evaluated.model, evaluated.processor, [image]),
-    )
+    assert served_result["model"]["model_id"] == "m-b"
+    (prediction,) = served_result["predictions"]
+    assert prediction["probabilities"] == pytest.approx(measured, abs=1e-6)
 
 
 def test_publish_target_storage_mirrors_the_release_to_s3_then_names_it(
