@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,12 +38,14 @@ from typing import Any
 
 from include.config import SELECTION_METRICS
 from include.db import RegistryDatabase
+from include.ml.bundle import DEPLOYMENT_FILE
+from include.names import safe_name
+from include.training import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
 # What a bundle holds beyond the model's own save_pretrained directory (weights, config.json with
 # the label map, the image processor's preprocessor_config.json, mri_model.json).
-DEPLOYMENT_FILE = "deployment.json"
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
 MODEL_CARD = "README.md"  # HuggingFace's name for a model card
@@ -340,7 +341,7 @@ def publisher(target: str) -> StorageMirror | None:
 
 def release_name(model_id: str) -> str:
     """A new folder name per promotion: the model id made file-system safe, and the UTC time."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id).strip(".") or "model"
+    safe = safe_name(model_id).strip(".") or "model"
     return f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
 
 
@@ -395,7 +396,7 @@ def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release:
         )
     labels = _labels(model_dir)
     shutil.copytree(model_dir, staging)
-    metrics = dict(zip(("loss", "accuracy", "precision", "recall", "f1", "roc_auc"), result[2:8], strict=True))
+    metrics = dict(zip(METRIC_NAMES, result[2:8], strict=True))
     evaluation = {
         "result_id": result[0],
         "test_snapshot": result[1],

@@ -46,8 +46,10 @@ def build_deploy_dag(doc_md: str) -> DAG:
             """The SQL file's {{ metric }} is bound to the argument by the Astro SDK, not pasted in."""
             return (SQL_DIR / "pick_best_model.sql").read_text()
 
-        @aql.dataframe(multiple_outputs=False, **in_db_pool)
-        def decide(ranking: pd.DataFrame) -> dict:
+        # The task functions are named apart from the include.deploy functions they call; the task ids
+        # (decide, promote) stay the ones the notifications' templates and the UI name.
+        @aql.dataframe(task_id="decide", multiple_outputs=False, **in_db_pool)
+        def decide_on_ranking(ranking: pd.DataFrame) -> dict:
             """Promote or not, and why; a "no" is recorded here, a "yes" by the promotion itself."""
             from include.db import get_database
             from include.deploy import decide, production_model_id, record_decision
@@ -62,6 +64,7 @@ def build_deploy_dag(doc_md: str) -> DAG:
             return decision.as_dict()
 
         @task(
+            task_id="promote",
             outlets=[MODEL_DEPLOYED],
             **in_db_pool,
             **notify_on(
@@ -70,7 +73,7 @@ def build_deploy_dag(doc_md: str) -> DAG:
                 failure="Promotion failed; production is unchanged (registry and bundle roll back together).",
             ),
         )
-        def promote(decision: dict, **context) -> dict:
+        def promote_decided_model(decision: dict, **context) -> dict:
             """Stages in one transaction, the bundle switched inside it; skipped (no Dataset event) on "no"."""
             from include.db import get_database
             from include.deploy import Decision, LocalBundles, MirrorError, promote, publisher, reconcile
@@ -100,7 +103,7 @@ def build_deploy_dag(doc_md: str) -> DAG:
         schema_ready = ensure_db_pool() >> apply_db_migrations()
         ranking = pick_best_model(cfg.selection_metric)
         schema_ready >> ranking
-        promoted = promote(decide(ranking))
+        promoted = promote_decided_model(decide_on_ranking(ranking))
         # A teardown drops the ranking's temp table right away, even if deciding or promoting failed,
         # and never decides the run's state.
         promoted >> aql.cleanup(tables_to_cleanup=[ranking], run_sync_mode=True, **in_db_pool).as_teardown(

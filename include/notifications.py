@@ -12,7 +12,6 @@ import copy
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pendulum
 from airflow.notifications.basenotifier import BaseNotifier
 
 from include.config import settings
+from include.names import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,9 @@ class PipelineNotifier(BaseNotifier):
 
 def write_record(folder: Path, record: dict) -> Path:
     """Write ``record`` as ``<dag_id>/<run_id>.<task_id>.<event>.json`` (temp file, then rename)."""
-    safe = re.compile(r"[^A-Za-z0-9_.-]+")
-    target_dir = folder / safe.sub("_", record["dag_id"])
+    target_dir = folder / safe_name(record["dag_id"])
     target_dir.mkdir(parents=True, exist_ok=True)
-    name = ".".join(safe.sub("_", str(record[k])) for k in ("run_id", "task_id", "map_index", "event"))
+    name = ".".join(safe_name(str(record[k])) for k in ("run_id", "task_id", "map_index", "event"))
     target = target_dir / f"{name}.json"
     fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=".notify-")
     with os.fdopen(fd, "w") as handle:

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from include.config import settings
-
-# The served bundle's record of what it is (written by include.deploy at promotion).
-DEPLOYMENT_FILE = "deployment.json"
+from include.ml.bundle import DEPLOYMENT_FILE
 
 
 class PredictError(RuntimeError):
@@ -33,7 +31,7 @@ def bundle_path(explicit: str | None = None) -> Path:
     return Path(explicit) if explicit else Path(settings().production_dir) / "current"
 
 
-def read_images(paths: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+def open_image_files(paths: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
     """(file, RGB image) for each readable file and (file, reason) for each that is not."""
     from include.ml.predict import open_image
 
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except PredictError as error:
         err.write(f"error: {error}\n")
         return 2
-    images, errors = read_images(args.files)
+    images, errors = open_image_files(args.files)
     labels, probabilities = classify(loaded, images, args.batch_size)
     rows = [(name, row) for (name, _), row in zip(images, probabilities, strict=True)]
     if args.json:

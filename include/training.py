@@ -19,16 +19,13 @@ from include.db import RegistryDatabase
 log = logging.getLogger(__name__)
 
 MODEL_COLUMNS = ("model_id", "base_model", "hyperparameters", "train_snapshot", "path", "stage", "role", "run_id")
+# The metrics of an evaluation, in the order of their model_results columns.
+METRIC_NAMES = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")
 RESULT_COLUMNS = (
     "result_id",
     "model_id",
     "test_snapshot",
-    "loss",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
+    *METRIC_NAMES,
     "confusion_matrix",
     "run_id",
     "images",
@@ -85,7 +82,7 @@ def record_result(
     db: RegistryDatabase, result_id: str, model_id: str, test_snapshot: str, evaluation: dict, run_id: str
 ) -> None:
     """Append one evaluation to ``model_results``; a retry of the same run adds nothing."""
-    metrics = [evaluation[name] for name in ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")]
+    metrics = [evaluation[name] for name in METRIC_NAMES]
     row = (
         result_id,
         model_id,

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 METADATA_FILE = "mri_model.json"
+# The served bundle's record of what it is (written by include.deploy at promotion, read by include.predict).
+DEPLOYMENT_FILE = "deployment.json"
 # What a loadable bundle holds; weights may be one safetensors file or shards with an index.
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", METADATA_FILE)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")

@@ -33,38 +33,17 @@ from include.deploy import (
     reconcile,
 )
 from include.deploy_dag import build_deploy_dag
+from tests.support.tiny_models import save_tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OLD, NEW, FAILED = "a" * 64, "b" * 64, "c" * 64  # test snapshots
-
-
-def tiny_model(directory, seed: int):
-    """A real 2-class ResNet of a few thousand weights, saved as training saves one."""
-    import torch
-    from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetForImageClassification
-
-    from include.ml.bundle import save_model
-
-    torch.manual_seed(seed)
-    labels = {0: "glioma", 1: "meningioma"}
-    config = ResNetConfig(
-        layer_type="basic",
-        embedding_size=8,
-        hidden_sizes=[8, 16],
-        depths=[1, 1],
-        num_labels=2,
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
-    processor = ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=1.0)
-    return save_model(ResNetForImageClassification(config), processor, directory, {"hyperparameters": {"seed": seed}})
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     """Four saved models, shared by the tests of this module (they are only read)."""
     root = tmp_path_factory.mktemp("models")
-    return {name: tiny_model(root / name, seed) for seed, name in enumerate(["m-a", "m-b", "m-c", "m-d"])}
+    return {name: save_tiny_model(root / name, seed) for seed, name in enumerate(["m-a", "m-b", "m-c", "m-d"])}
 
 
 @pytest.fixture

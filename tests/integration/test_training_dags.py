@@ -27,8 +27,7 @@ from include.registry import ImageRecord, write_records
 from include.snapshots import take_snapshot
 from include.storage import get_storage
 from include.training_dag import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
-
-TINY = {"layer_type": "basic", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}
+from tests.support.tiny_models import tiny_resnet
 
 
 def toy_png(label: str, seed: int) -> bytes:
@@ -81,10 +80,8 @@ def register_and_gate(db, storage, split: str, per_class: int, first_seed: int) 
 def ml(db_conn_id, tmp_path, monkeypatch):
     """Settings for the backend under test, a local store, a tiny base checkpoint, short training."""
     torch.manual_seed(0)
-    from transformers import ResNetConfig, ResNetForImageClassification
-
     base = tmp_path / "base-checkpoint"
-    save_model(ResNetForImageClassification(ResNetConfig(**TINY, num_labels=2)), build_processor(32), base, {})
+    save_model(tiny_resnet(seed=0), build_processor(32), base, {})
     env = {
         "AIRFLOW_VAR_MRI_DB_CONN_ID": db_conn_id,
         "MRI_STORAGE_ROOT": str(tmp_path / "storage"),

@@ -25,18 +25,9 @@ from include.ml.metrics import classification_metrics, roc_curve
 from include.ml.predict import open_image, predict_proba
 from include.ml.source import ModelSourceError, build_processor, load_base_model
 from include.ml.train import TrainingDiverged, fine_tune
+from tests.support.tiny_models import tiny_resnet
 
 LABELS = ("glioma", "meningioma")
-TINY = {"layer_type": "basic", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}
-
-
-def tiny_model(seed: int = 0, num_labels: int = 2):
-    from transformers import ResNetConfig, ResNetForImageClassification
-
-    torch.manual_seed(seed)
-    names = [*LABELS, "pituitary"][:num_labels]
-    config = ResNetConfig(**TINY, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
-    return ResNetForImageClassification(config)
 
 
 def toy_images(count: int, seed: int) -> tuple[list[Image.Image], list[int]]:
@@ -136,7 +127,7 @@ def test_three_class_metrics_equal_scikit_learn_one_vs_rest_macro():
 def test_fine_tuning_learns_a_separable_toy_set(tmp_path):
     images, targets = toy_images(32, seed=0)
     test_images, test_targets = toy_images(16, seed=1)
-    model, processor = tiny_model(), build_processor(32)
+    model, processor = tiny_resnet(), build_processor(32)
     config = TrainConfig(epochs=8, batch_size=8, learning_rate=1e-2, image_size=32, validation_fraction=0.25)
 
     result = fine_tune(model, processor, images, targets, config)
@@ -151,12 +142,12 @@ def test_a_diverging_run_stops_with_the_setting_to_lower():
     images, targets = toy_images(16, seed=0)
     config = TrainConfig(epochs=3, batch_size=8, learning_rate=1e9, image_size=32, validation_fraction=0)
     with pytest.raises(TrainingDiverged, match=r"training diverged. Lower learning_rate \(now 1000000000.0\)"):
-        fine_tune(tiny_model(), build_processor(32), images, targets, config)
+        fine_tune(tiny_resnet(), build_processor(32), images, targets, config)
 
 
 def test_a_saved_model_reloads_to_identical_predictions(tmp_path):
     images, _ = toy_images(6, seed=2)
-    model, processor = tiny_model(seed=5, num_labels=3), build_processor(32)
+    model, processor = tiny_resnet(seed=5, num_labels=3), build_processor(32)
     save_model(model, processor, tmp_path / "m", {"model_id": "m", "train_snapshot": "abc"})
 
     loaded = load_model(tmp_path / "m")
@@ -175,13 +166,13 @@ def test_a_failed_save_leaves_neither_the_model_folder_nor_a_temp_folder(tmp_pat
             raise OSError("No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        save_model(tiny_model(), ProcessorThatCannotBeSaved(), tmp_path / "models" / "m1", {})
+        save_model(tiny_resnet(), ProcessorThatCannotBeSaved(), tmp_path / "models" / "m1", {})
     assert list((tmp_path / "models").iterdir()) == []
 
 
 def test_saving_over_an_existing_bundle_replaces_it_whole(tmp_path):
-    save_model(tiny_model(), build_processor(32), tmp_path / "m", {"attempt": 1})
-    save_model(tiny_model(seed=1), build_processor(32), tmp_path / "m", {"attempt": 2})
+    save_model(tiny_resnet(), build_processor(32), tmp_path / "m", {"attempt": 1})
+    save_model(tiny_resnet(seed=1), build_processor(32), tmp_path / "m", {"attempt": 2})
     assert load_model(tmp_path / "m").metadata["attempt"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
@@ -226,7 +217,7 @@ def test_production_falls_back_to_the_demo_config_until_a_bundle_is_promoted(tmp
 
 
 def test_production_and_local_folders_load_the_saved_model_with_the_project_labels(tmp_path):
-    model = tiny_model(seed=3)
+    model = tiny_resnet(seed=3)
     save_model(model, build_processor(48), tmp_path / "production" / "current", {"model_id": "ft-1"})
     images, _ = toy_images(4, seed=0)
 
@@ -264,7 +255,7 @@ def test_fine_tuning_from_production_reads_one_release_even_if_a_promotion_switc
 
     production = tmp_path / "production"
     releases = {name: production / "releases" / name for name in ("ft-a", "ft-b")}
-    models = {name: tiny_model(seed=seed) for seed, name in enumerate(releases)}
+    models = {name: tiny_resnet(seed=seed) for seed, name in enumerate(releases)}
     for name, folder in releases.items():
         save_model(models[name], build_processor(32), folder, {"model_id": name})
     current = production / "current"

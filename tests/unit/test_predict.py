@@ -13,33 +13,18 @@ import pytest
 from PIL import Image
 
 from include.deploy import LocalBundles
+from include.ml.bundle import DEPLOYMENT_FILE
 from include.predict import main
+from tests.support.tiny_models import save_tiny_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_bundle(directory: Path) -> Path:
-    """A real tiny 2-class ResNet saved as training saves one, plus the deployment record."""
-    import torch
-    from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetForImageClassification
-
-    from include.ml.bundle import save_model
-
-    torch.manual_seed(3)
-    labels = {0: "glioma", 1: "meningioma"}
-    config = ResNetConfig(
-        layer_type="basic",
-        embedding_size=8,
-        hidden_sizes=[8, 16],
-        depths=[1, 1],
-        num_labels=2,
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
-    processor = ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=1.0)
-    save_model(ResNetForImageClassification(config), processor, directory, {"hyperparameters": {}})
+    """The tiny ResNet saved as training saves one, plus the deployment record."""
+    save_tiny_model(directory, seed=3)
     record = {"model_id": "m-tiny", "metric": "roc_auc", "value": 0.93}
-    (directory / "deployment.json").write_text(json.dumps(record))
+    (directory / DEPLOYMENT_FILE).write_text(json.dumps(record))
     return directory
 
 
