@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from include.names import safe_name
 from include.storage import Storage, StorageUnavailableError
 from include.storage.base import REGULAR
 
@@ -258,26 +259,31 @@ def move_files(storage: Storage, keys: list[str], split: str, max_attempts: int)
     return outcomes
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def pending_prefix(split: str) -> str:
     return f"{PENDING_AREA}/{split}"
 
 
 def write_pending_manifest(
-    storage: Storage, split: str, run_id: str, batch: int, outcomes: list[Outcome]
+    storage: Storage, split: str, run_id: str, batch: int, outcomes: list[Outcome] | None
 ) -> str | None:
     """Tell the registry which files this batch put in raw/: their keys, and ``rescan`` when a
     file was ``gone`` (an earlier try moved it, to a destination no outcome recorded), so the
-    registry lists raw/ once instead. Written before the batch ends; None when nothing reached raw/.
-    The registry reads only these manifests, so a run costs what it moved, not what raw/ holds."""
-    keys = [o.destination for o in outcomes if o.in_raw and o.destination]
-    rescan = any(o.outcome == "gone" for o in outcomes)
-    if not keys and not rescan:
-        return None
+    registry lists raw/ once instead. The registry reads only these manifests, so a run costs what
+    it moved, not what raw/ holds.
+
+    Called twice: with ``outcomes=None`` when the batch starts (a rescan request, so a batch that
+    dies for good after copying some files still leaves word of them), then with the outcomes,
+    which replace it with the exact keys, or remove it when nothing reached raw/ (returns None).
+    """
     key = f"{pending_prefix(split)}/{safe_name(run_id)}/batch-{batch:05d}.json"
+    if outcomes is None:
+        keys, rescan = [], True
+    else:
+        keys = [o.destination for o in outcomes if o.in_raw and o.destination]
+        rescan = any(o.outcome == "gone" for o in outcomes)
+    if not keys and not rescan:
+        storage.delete(key)
+        return None
     storage.write(key, json.dumps({"run_id": run_id, "keys": keys, "rescan": rescan}).encode())
     return key
 

@@ -71,10 +71,14 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
             that file's outcome, never the batch's."""
             name_batch(keys)
             storage = get_storage()
+            run_id, batch = context["run_id"], context["ti"].map_index
+            # A batch that dies for good (an outage outlasting the retries) after copying files
+            # leaves this rescan request, so those files are still registered.
+            write_pending_manifest(storage, split, run_id, batch, None)
             outcomes = move_files(storage, keys, split, cfg.ingest_attempts)
             # Before the outcome log: a batch that ends has told the registry what to register.
-            write_pending_manifest(storage, split, context["run_id"], context["ti"].map_index, outcomes)
-            log_key = write_outcome_log(storage, split, context["run_id"], context["ti"].map_index, outcomes)
+            write_pending_manifest(storage, split, run_id, batch, outcomes)
+            log_key = write_outcome_log(storage, split, run_id, batch, outcomes)
             counts = Counter(o.outcome for o in outcomes)
             log.info("Batch of %s: %s; outcomes in %s", len(keys), dict(counts), log_key)
             return {

@@ -135,3 +135,45 @@ def test_s3_endpoint_going_away_mid_move_loses_nothing(s3_root, s3_relay, monkey
     for key in sorted(landing):
         ingest_file(after, key, "train")
     assert keys(after, "landing/train") == [] and len(keys(after, "raw/train")) == len(files)
+
+
+def test_files_a_batch_copied_before_it_failed_for_good_are_still_registered(
+    s3_root, s3_relay, db_conn_id, monkeypatch
+):
+    from include.config import settings
+    from include.db import get_database
+    from include.preprocess_dag import build_preprocess_dag
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("MRI_STORAGE_ROOT", s3_root)
+    monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
+    settings.cache_clear()
+    storage = get_storage()
+    for i in range(1, 41):
+        storage.write(f"landing/train/glioma ({i}).jpg", jpeg(i))
+
+    def cut_after_some_moves():
+        watcher = get_storage()
+        while len(watcher.list("raw/train")) < 3:
+            time.sleep(0.01)
+        s3_relay.cut()
+
+    outage = build_ingestion_dag("train", doc_md="test")
+    outage.task_dict["move_batch"].partial_kwargs["retries"] = 0  # the outage outlasts every retry
+    cutter = threading.Thread(target=cut_after_some_moves)
+    cutter.start()
+    assert outage.test().state == DagRunState.FAILED
+    cutter.join()
+    s3_relay.restore()
+    copied_before_the_failure = {o.key for o in storage.list("raw/train")}
+    # After the outage: one more upload, a normal run, and the registry run it announces.
+    storage.write("landing/train/glioma (41).jpg", jpeg(41))
+    landing_left = len(storage.list("landing/train"))
+    assert run_dag("train").state == DagRunState.SUCCESS
+    assert build_preprocess_dag("train", doc_md="test").test().state == DagRunState.SUCCESS
+
+    registered = {storage.key(uri) for (uri,) in get_database().fetch_all("SELECT uri FROM image_files")}
+    assert copied_before_the_failure and copied_before_the_failure <= registered
+    assert len(registered) == len(copied_before_the_failure) + landing_left
+    settings.cache_clear()
