@@ -71,9 +71,10 @@ def kind_of(mode: int) -> str:
 
 
 def is_listable(key: str) -> bool:
-    """Hidden files and in-progress uploads wait in landing until they are complete."""
-    name = key.rsplit("/", 1)[-1]
-    return bool(name) and not name.startswith(".") and not name.endswith(IN_PROGRESS_SUFFIXES)
+    """Hidden files, files in hidden folders (an uploader's staging area) and in-progress uploads
+    wait in landing until they are complete."""
+    parts = key.split("/")
+    return bool(parts[-1]) and not any(p.startswith(".") for p in parts) and not key.endswith(IN_PROGRESS_SUFFIXES)
 
 
 def private_key(key: str, area: str) -> str:

@@ -12,6 +12,7 @@ def test_list_is_recursive_sorted_and_skips_unfinished_uploads(storage_settings)
         "landing/train/sub/a.jpg",
         "landing/train/.hidden.jpg",
         "landing/train/c.jpg.part",
+        "landing/train/.staging/glioma (1).jpg",  # an uploader's hidden staging folder
     ]:
         storage.write(key, b"x")
     storage.write("landing/test/other.jpg", b"x")
