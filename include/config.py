@@ -133,43 +133,30 @@ def _get(environ: Mapping[str, str], name: str) -> str | None:
     return value.strip() if value is not None and value.strip() else None
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _number(environ: Mapping[str, str], name: str, default, parse, valid, expected: str):
+    """``name`` parsed by ``parse`` and checked by ``valid``; else an error saying what was expected."""
     raw = _get(environ, name)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} is not a positive integer; set it to e.g. {default}.")
+        value = None
+    if value is None or not valid(value):
+        raise ConfigError(f"{name}={raw!r} {expected} e.g. {default}.")
     return value
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    return _number(environ, name, default, int, lambda v: v > 0, "is not a positive integer; set it to")
 
 
 def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = _get(environ, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={raw!r} must be a number in [0, 1], e.g. {default}.")
-    return value
+    return _number(environ, name, default, float, lambda v: 0.0 <= v <= 1.0, "must be a number in [0, 1],")
 
 
 def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = _get(environ, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ConfigError(f"{name}={raw!r} is not a positive number; set it to e.g. {default}.")
-    return value
+    return _number(environ, name, default, float, lambda v: v > 0, "is not a positive number; set it to")
 
 
 def _model_source(environ: Mapping[str, str]) -> str:
