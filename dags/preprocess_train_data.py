@@ -3,7 +3,8 @@
 
 Runs when `in_new_train_data` moved files to `raw/train/`: reads the mover's pending manifests (a
 manual run lists all of `raw/train/`), then registers the files not registered yet in mapped
-batches of `MRI_REGISTER_BATCH_SIZE` (default: the backend's), file lists passed by reference: each is decoded, measured, hashed (SHA-256) and labelled, or
+batches of `MRI_REGISTER_BATCH_SIZE` (default: the backend's), file lists passed by reference:
+each is decoded, measured, hashed (SHA-256) and labelled, or
 quarantined with its reason, and each batch is written in one transaction to the registry behind
 `MRI_DB_CONN_ID` (DuckDB or Postgres). An `aql.transform` summary follows; the `images/train`
 Dataset is emitted only after every batch has committed.

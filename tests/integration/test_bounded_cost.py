@@ -2,13 +2,10 @@
 through the preprocess DAG with every XCom a few kB, and a later run with 20 files moved by the
 ingestion DAG lists, asks about and registers those 20 only."""
 
-import io
-
 import pytest
 from airflow.models.xcom import XCom
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
-from PIL import Image
 from sqlalchemy import func, select
 
 from include.config import settings
@@ -17,6 +14,7 @@ from include.ingestion import Outcome, pending_prefix, write_pending_manifest
 from include.ingestion_dag import build_ingestion_dag
 from include.preprocess_dag import build_preprocess_dag
 from include.storage import get_storage
+from tests.support.files import jpeg
 
 HISTORY = 100_000
 XCOM_LIMIT = 50_000  # bytes per task instance, whatever the number of files
@@ -46,12 +44,6 @@ def xcom_value(run, task_id: str):
     return XCom.get_one(run_id=run.run_id, dag_id=run.dag_id, task_id=task_id)
 
 
-def jpeg(seed: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (64, 64), color=seed % 256).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
 def test_100k_references_keep_xcom_bounded_and_20_new_files_cost_20(registry, capsys):
     db, storage, root = registry
     # The history: 100k distinct small files already in raw/ (a few bytes each: every one is
@@ -72,7 +64,7 @@ def test_100k_references_keep_xcom_bounded_and_20_new_files_cost_20(registry, ca
 
     # 20 new files through the mover: its pending manifest is all the next run reads.
     for i in range(20):
-        storage.write(f"landing/train/meningioma ({i}).jpg", jpeg(i))
+        storage.write(f"landing/train/meningioma ({i}).jpg", jpeg(i, side=64))
     assert build_ingestion_dag("train", "t").test().state == DagRunState.SUCCESS
     assert storage.list(pending_prefix("train"))
 
@@ -97,7 +89,7 @@ def test_files_a_failed_run_left_unregistered_come_back_in_the_next_run(registry
     """Issue 7, item 9, with manifests: a file that reached raw/ is registered eventually."""
     db, storage, _ = registry
     for i in range(3):
-        storage.write(f"landing/train/glioma ({i}).jpg", jpeg(i))
+        storage.write(f"landing/train/glioma ({i}).jpg", jpeg(i, side=64))
     assert build_ingestion_dag("train", "t").test().state == DagRunState.SUCCESS
     monkeypatch.setenv("MRI_LABELS_CSV", "labels/missing.csv")  # plan_batches fails on it
     settings.cache_clear()
@@ -120,7 +112,7 @@ def test_a_manifest_with_a_gone_file_makes_the_run_list_all_of_raw(registry):
     """A replayed move finds its file `gone`: where the earlier try put it is unknown, so the
     manifest asks for one full listing and the file is found."""
     db, storage, _ = registry
-    storage.write("raw/train/glioma (1) (upload 0123456789ab).jpg", jpeg(1))  # the earlier try's copy
+    storage.write("raw/train/glioma (1) (upload 0123456789ab).jpg", jpeg(1, side=64))  # the earlier try's copy
     write_pending_manifest(storage, "train", "run-1", 0, [Outcome("landing/train/glioma (1).jpg", "", "gone")])
 
     run = build_preprocess_dag("train", "t").test()

@@ -5,7 +5,6 @@ real stores: a local folder and moto's S3 server over HTTP.
 """
 
 import asyncio
-import io
 import json
 import os
 import tempfile
@@ -16,22 +15,12 @@ from pathlib import Path
 import pytest
 from airflow.exceptions import TaskDeferred
 from airflow.utils.state import DagRunState, TaskInstanceState
-from PIL import Image
 
 from include.config import settings
 from include.ingestion import ingest_file
 from include.ingestion_dag import build_ingestion_dag
 from include.storage import get_storage
-
-
-def jpeg(seed: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (32, 32), color=seed % 256).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def keys(storage, prefix):
-    return [o.key for o in storage.list(prefix)]
+from tests.support.files import jpeg, keys
 
 
 def log_rows(storage, split="train"):

@@ -1,27 +1,16 @@
 """The continuous ingestion DAGs, run with dag.test() on a local folder and on a real S3 endpoint."""
 
-import io
 import json
 import threading
 import time
 
 import pytest
 from airflow.utils.state import DagRunState
-from PIL import Image
 
 from include.ingestion import batches, ingest_file, landing_prefix
 from include.ingestion_dag import build_ingestion_dag
 from include.storage import StorageUnavailableError, get_storage
-
-
-def jpeg(seed: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (32, 32), color=seed % 256).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def keys(storage, prefix):
-    return [o.key for o in storage.list(prefix)]
+from tests.support.files import jpeg, keys
 
 
 def run_dag(split):
@@ -150,12 +139,13 @@ def test_files_a_batch_copied_before_it_failed_for_good_are_still_registered(
     monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
     settings.cache_clear()
     storage = get_storage()
-    for i in range(1, 41):
+    # Many files, cut after the first: the outage surely lands mid-batch, however fast the mover.
+    for i in range(1, 151):
         storage.write(f"landing/train/glioma ({i}).jpg", jpeg(i))
 
     def cut_after_some_moves():
         watcher = get_storage()
-        while len(watcher.list("raw/train")) < 3:
+        while not watcher.list("raw/train"):
             time.sleep(0.01)
         s3_relay.cut()
 
@@ -168,7 +158,7 @@ def test_files_a_batch_copied_before_it_failed_for_good_are_still_registered(
     s3_relay.restore()
     copied_before_the_failure = {o.key for o in storage.list("raw/train")}
     # After the outage: one more upload, a normal run, and the registry run it announces.
-    storage.write("landing/train/glioma (41).jpg", jpeg(41))
+    storage.write("landing/train/glioma (151).jpg", jpeg(151))
     landing_left = len(storage.list("landing/train"))
     assert run_dag("train").state == DagRunState.SUCCESS
     assert build_preprocess_dag("train", doc_md="test").test().state == DagRunState.SUCCESS
