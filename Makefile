@@ -61,8 +61,8 @@ migrate: airflow-db  ## apply migrations/ to the registry and size its pool
 phantom: install  ## generate the phantom MRI data set into data/phantom (330 per class, seed 0)
 	$(BIN)/python -m include.phantom --out $(PROJECT)/data/phantom --per-class 330 --seed 0
 
-demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + triggerer); KEEP_UI=1 keeps the UI up
-	$(BIN)/python -m include.demo $(if $(KEEP_UI),--keep-ui)
+demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + triggerer); KEEP_UI=1 keeps the UI up; DEMO_ARGS="--per-class 50"
+	$(BIN)/python -m include.demo $(if $(KEEP_UI),--keep-ui) $(DEMO_ARGS)
 
 predict: install  ## class probabilities of IMAGES="a.jpg b.png" from the production bundle; JSON=1 for JSON
 	$(BIN)/python -m include.predict $(if $(JSON),--json) $(IMAGES)
