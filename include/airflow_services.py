@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from include.config import PROJECT_ROOT, settings
@@ -87,8 +88,27 @@ def _stop(processes: list[subprocess.Popen]) -> None:
         process.wait()
 
 
+class ComponentStopped(RuntimeError):
+    """A component this launcher started exited while it was meant to be running."""
+
+
+@dataclass
+class RunningServices:
+    """The components :func:`airflow_services` started, by name."""
+
+    processes: dict[str, subprocess.Popen]
+    log_dir: Path
+
+    def raise_if_stopped(self) -> None:
+        """Raise :class:`ComponentStopped` naming the first component that has exited, and its log."""
+        for name, process in self.processes.items():
+            if (code := process.poll()) is not None:
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                raise ComponentStopped(f"The {name} stopped ({how}); its output: {self.log_dir / f'{name}.log'}")
+
+
 @contextmanager
-def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[None]:
+def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[RunningServices]:
     """A scheduler, a triggerer and (CeleryExecutor) the Celery workers, stopped when the block ends.
 
     :param log_dir: where each component's output goes (``<name>.log``).
@@ -113,20 +133,18 @@ def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[None]:
         )
     if uses_celery():
         components += celery_worker_commands(log_dir, settings().celery_workers)
-    processes: list[subprocess.Popen] = []
+    processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command, extra in components:
-            processes.append(
-                subprocess.Popen(
-                    command,
-                    stdout=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115 (the child owns it)
-                    stderr=subprocess.STDOUT,
-                    env={**env, **extra},
-                    # Its own process group, so stopping it reaches the processes it started.
-                    start_new_session=True,
-                )
+            processes[name] = subprocess.Popen(
+                command,
+                stdout=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115 (the child owns it)
+                stderr=subprocess.STDOUT,
+                env={**env, **extra},
+                # Its own process group, so stopping it reaches the processes it started.
+                start_new_session=True,
             )
-        log.info("Started %s; their output is in %s", ", ".join(name for name, _, _ in components), log_dir)
-        yield
+        log.info("Started %s; their output is in %s", ", ".join(processes), log_dir)
+        yield RunningServices(processes, log_dir)
     finally:
-        _stop(processes)
+        _stop(list(processes.values()))

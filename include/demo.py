@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pendulum
 
-from include.airflow_services import airflow_services
+from include.airflow_services import ComponentStopped, RunningServices, airflow_services
 from include.config import DATA_DIR, PROJECT_ROOT, settings
 from include.datasets import SPLITS
 from include.storage import get_storage
@@ -227,11 +227,19 @@ def last_failure(dag_id: str) -> str:
     return f"{dag_id}.{note['task_id']}: {note['exception'] or note['message']}"
 
 
-def wait_until_quiet(watcher: Watcher, timeout: float, poll_seconds: float = 2) -> None:
-    """Until nothing is left to do: landing empty, no run active or queued by a Dataset."""
+def wait_until_quiet(
+    watcher: Watcher, timeout: float, services: RunningServices | None = None, poll_seconds: float = 2
+) -> None:
+    """Until nothing is left to do: landing empty, no run active or queued by a Dataset.
+
+    Raises :class:`ComponentStopped` at once when one of ``services`` exits, rather than waiting
+    for the timeout on a pipeline that can no longer move.
+    """
     deadline = time.monotonic() + timeout
     quiet_polls = 0
     while True:
+        if services is not None:
+            services.raise_if_stopped()
         # Two quiet polls in a row: a task that has just finished may not have committed its
         # Dataset event yet when the first one looks.
         quiet_polls = quiet_polls + 1 if watcher.poll() else 0
@@ -260,13 +268,13 @@ def run(phantom_dir: Path, timeout: float, until: str = "deployed", keep_ui: boo
     if keep_ui:
         ensure_ui_user()
     since = pendulum.now("UTC")
-    with airflow_services(Path(conf.get("logging", "base_log_folder")).parent / "demo", webserver=keep_ui):
+    with airflow_services(Path(conf.get("logging", "base_log_folder")).parent / "demo", webserver=keep_ui) as services:
         if keep_ui:
             log.info("Airflow UI: %s (user admin, password admin)", UI_ADDRESS)
         uploaded = upload(phantom_dir)
         log.info("Uploaded %s files into landing/; the sensors take it from here", uploaded)
         watcher = Watcher(dag_ids, since)
-        wait_until_quiet(watcher, timeout)
+        wait_until_quiet(watcher, timeout, services)
         if keep_ui:
             log.info("Done; the UI stays up at %s. Ctrl-C stops everything.", UI_ADDRESS)
             wait_for_interrupt()
@@ -318,6 +326,9 @@ def main() -> int:
         summary = run(args.phantom_dir, args.timeout, args.until, args.keep_ui)
     except (PipelineFailed, TimeoutError) as err:
         log.error("%s", err)
+        return 1
+    except ComponentStopped as err:
+        log.error("%s. Everything else was stopped; `make demo` again resumes where this run stopped.", err)
         return 1
     print_summary(summary, previous=args.summary)
     write_summary(summary, args.summary)
