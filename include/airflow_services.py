@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -73,7 +72,7 @@ def celery_worker_commands(log_dir: Path, workers: int) -> list[tuple[str, list[
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM each (a Celery worker finishes its tasks first), then SIGKILL what is left of each group."""
+    """SIGTERM each (a Celery worker finishes its tasks first), then SIGKILL what is left of its session."""
     for process in processes:
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
@@ -82,10 +81,22 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
-        # Children (task processes, Celery's pool) would outlive a killed parent otherwise.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        _kill_session(process.pid)
+
+
+def _kill_session(session_id: int) -> None:
+    """SIGKILL every process left in a component's session.
+
+    Its process group is not enough: Airflow's task runner moves each task into a group of its own,
+    so a task of a killed scheduler would go on running (and writing) after the demo said it stopped.
+    """
+    import psutil
+
+    for process in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            if os.getsid(process.pid) == session_id:
+                process.kill()
 
 
 class ComponentStopped(RuntimeError):
