@@ -1,9 +1,24 @@
-"""The launcher's Celery workers: one machine, yet each worker is told apart (node name, pid file,
-task hostname) and none binds the log server's port; all serve the training queue too."""
+"""The launcher: its Celery workers are told apart on one machine (node name, pid file, task
+hostname), none binds the log server's port and all serve the training queue too; stopping a
+component leaves none of its processes behind; a component that died is named with its log."""
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from include.airflow_services import WORKER_NAME_VARIABLE, celery_worker_commands, worker_hostname
+import psutil
+import pytest
+
+from include.airflow_services import (
+    WORKER_NAME_VARIABLE,
+    ComponentStopped,
+    RunningServices,
+    _stop,
+    celery_worker_commands,
+    worker_hostname,
+)
 from include.config import settings
 
 
@@ -31,3 +46,57 @@ def test_worker_hostname_is_the_launched_workers_name_else_the_hosts(monkeypatch
     assert worker_hostname() == "worker2-somehost"
     monkeypatch.delenv(WORKER_NAME_VARIABLE)
     assert worker_hostname() == getfqdn()
+
+
+# A parent that forks a child into a process group of its own, as Airflow's task runner does with
+# each task, then both sleep; the child's pid goes to the file named by argv[1].
+TASK_RUNNER_LIKE = """
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    time.sleep(120)
+else:
+    open(sys.argv[1], "w").write(str(pid))
+    time.sleep(120)
+"""
+
+
+def test_stopping_a_killed_component_also_kills_its_tasks_in_their_own_process_groups(tmp_path: Path):
+    pid_file = tmp_path / "task.pid"
+    component = subprocess.Popen([sys.executable, "-c", TASK_RUNNER_LIKE, str(pid_file)], start_new_session=True)
+    while not pid_file.exists() or not pid_file.read_text():
+        time.sleep(0.05)
+    task = psutil.Process(int(pid_file.read_text()))
+    assert os.getpgid(task.pid) != component.pid  # out of the component's group, still in its session
+    component.kill()  # as `kill -9` on the scheduler
+
+    _stop([component])
+
+    deadline = time.monotonic() + 10
+    while not stopped(task) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stopped(task)
+
+
+def stopped(process: psutil.Process) -> bool:
+    """Gone, or a zombie left for whoever adopted it to reap."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_running_services_name_the_component_that_died_and_its_log(tmp_path: Path):
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead.kill()
+    dead.wait()
+    services = RunningServices({"triggerer": alive, "scheduler": dead}, tmp_path)
+
+    with pytest.raises(
+        ComponentStopped, match=rf"The scheduler stopped \(killed by signal 9\); its output: {tmp_path}/scheduler.log"
+    ):
+        services.raise_if_stopped()
+    alive.kill()
+    alive.wait()
