@@ -1,18 +1,47 @@
 """The whole event-driven chain on a real Airflow scheduler and triggerer, as `make demo` runs it:
 files dropped into landing/ end as a gated data set, trained and evaluated models and a promoted
-bundle, with no DAG triggered by hand. Asserts on the tables and the summary JSON, not on time."""
+bundle, with no DAG triggered by hand. The scheduler is killed (SIGKILL) while the sweep trains; the
+demo says so and stops, and a second demo finishes the job with no duplicate row and no lost file.
+Asserts on the tables, the folders and the summary JSON, not on time."""
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
 
 from include.config import settings
 from include.db import get_database
 from include.demo import STRAY_FILES, main
 from include.phantom import PhantomConfig, generate_dataset
+from tests.support.processes import stopped
 
 SWEEP = [{"learning_rate": 0.002}, {"learning_rate": 0.001}]
 
 
-def test_dropped_files_flow_through_every_dag_to_a_promoted_model(tmp_path, monkeypatch):
+def files_under(folder) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file())
+
+
+def wait_for_fine_tune_process(demo: subprocess.Popen, timeout: float = 600) -> tuple[psutil.Process, list]:
+    """The demo's scheduler once a fine-tune task process runs under it, and those task processes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert demo.poll() is None, "the demo ended before training"
+        with contextlib.suppress(psutil.Error):  # a process that ended while we looked
+            for scheduler in psutil.Process(demo.pid).children():
+                if "scheduler" in scheduler.cmdline():
+                    tasks = [p for p in scheduler.children(recursive=True) if "fine_tune" in p.cmdline()]
+                    if tasks:
+                        return scheduler, tasks
+        time.sleep(0.1)
+    raise TimeoutError("no fine_tune task started")
+
+
+def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monkeypatch):
     for name, folder in {
         "MRI_STORAGE_ROOT": "storage",
         "MRI_MODELS_DIR": "models",
@@ -33,13 +62,32 @@ def test_dropped_files_flow_through_every_dag_to_a_promoted_model(tmp_path, monk
     config = PhantomConfig(per_class=8, seed=3)
     phantom = generate_dataset(tmp_path / "phantom", config)
     summary_path = tmp_path / "summary.json"
-    monkeypatch.setattr("sys.argv", ["demo", "--phantom-dir", str(phantom), "--summary", str(summary_path)])
+    demo_args = ["--phantom-dir", str(phantom), "--summary", str(summary_path)]
 
+    first_log = tmp_path / "first_demo.log"
+    with first_log.open("w") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "include.demo", *demo_args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
+        scheduler, fine_tune = wait_for_fine_tune_process(first)
+        scheduler.kill()
+        first.wait(timeout=120)
+    output = first_log.read_text()
+
+    assert first.returncode == 1, output
+    assert "The scheduler stopped (killed by signal 9)" in output
+    assert "`make demo` again resumes" in output
+    assert all(stopped(task) for task in fine_tune)  # no task of the dead scheduler trains on
+    assert not summary_path.exists()
+
+    monkeypatch.setattr("sys.argv", ["demo", *demo_args])
     assert main() == 0
 
     summary = json.loads(summary_path.read_text())
     # Every stray file ends in quarantine: text and empty at ingestion, the rest at the registry.
-    assert summary["quarantined"] == len(STRAY_FILES)
     assert summary["registry"] == {
         "train": {"registered": 2 * (config.per_class - config.test_count), "quarantined": 2},
         "test": {"registered": 2 * config.test_count},
@@ -48,7 +96,15 @@ def test_dropped_files_flow_through_every_dag_to_a_promoted_model(tmp_path, monk
     assert summary["baseline"]["model_id"] != summary["fine_tuned"]["model_id"]
     assert summary["promoted_model"] == summary["fine_tuned"]["model_id"]
     assert (tmp_path / "production" / "current").is_dir()
+    # No file lost: every upload is in raw/ or in quarantine, and landing/ is empty.
+    uploads = 2 * config.per_class + len(STRAY_FILES)
+    storage = tmp_path / "storage"
+    assert files_under(storage / "landing") == 0
+    assert files_under(storage / "raw") + files_under(storage / "quarantine") == uploads
     db = get_database()
+    # No duplicate row: one per file and per content, though every file was uploaded twice.
+    assert db.fetch_all("SELECT COUNT(*), COUNT(DISTINCT uri) FROM image_files") == [(uploads - 2, uploads - 2)]
+    assert db.fetch_all("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM images") == [(uploads - 2, uploads - 2)]
     roles = dict(db.fetch_all("SELECT role, COUNT(*) FROM models GROUP BY role"))
     assert roles == {"baseline": 1, "fine_tuned": len(SWEEP)}
     assert db.fetch_all("SELECT COUNT(*) FROM models WHERE stage = 'production'") == [(1,)]

@@ -20,6 +20,7 @@ from include.airflow_services import (
     worker_hostname,
 )
 from include.config import settings
+from tests.support.processes import stopped
 
 
 def test_each_celery_worker_gets_its_own_name_pid_file_and_task_hostname(tmp_path: Path, monkeypatch):
@@ -73,18 +74,7 @@ def test_stopping_a_killed_component_also_kills_its_tasks_in_their_own_process_g
 
     _stop([component])
 
-    deadline = time.monotonic() + 10
-    while not stopped(task) and time.monotonic() < deadline:
-        time.sleep(0.1)
     assert stopped(task)
-
-
-def stopped(process: psutil.Process) -> bool:
-    """Gone, or a zombie left for whoever adopted it to reap."""
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_running_services_name_the_component_that_died_and_its_log(tmp_path: Path):
