@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,36 +72,78 @@ def celery_worker_commands(log_dir: Path, workers: int) -> list[tuple[str, list[
     return commands
 
 
+def _exit_code(process: subprocess.Popen) -> int | None:
+    """The component's exit code (negative: the signal that killed it), or None while it runs.
+
+    Looked at without reaping it (WNOWAIT): until :func:`_stop` reaps it, its pid, and so the id of
+    the session it leads, cannot be given to another process.
+    """
+    if process.returncode is not None:
+        return process.returncode
+    info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM each (a Celery worker finishes its tasks first), then SIGKILL what is left of its session."""
+    """SIGTERM each (a Celery worker finishes its tasks first); once each has exited, SIGKILL what is
+    left of its session, then reap it. The ones already dead go first, so their orphans do not run
+    on while the others get their grace period."""
     for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        process.wait()
+        if _exit_code(process) is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+    for process in sorted(processes, key=lambda p: _exit_code(p) is None):
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _exit_code(process) is None:
+            if time.monotonic() > deadline:
+                process.kill()
+            time.sleep(0.1)
         _kill_session(process.pid)
+        process.wait()
 
 
-def _kill_session(session_id: int) -> None:
-    """SIGKILL every process left in a component's session.
+def session_members(session_id: int) -> list:
+    """The live (not zombie) processes of a session, as ``psutil.Process``."""
+    import psutil
 
-    Its process group is not enough: Airflow's task runner moves each task into a group of its own,
-    so a task of a killed scheduler would go on running (and writing) after the demo said it stopped.
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):  # a process that ended while we looked
+            if os.getsid(process.pid) == session_id and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+    return members
+
+
+def _kill_session(session_id: int, timeout: float = 10) -> None:
+    """SIGKILL every live process of a session (its leader has exited) and wait until they are gone.
+
+    The leader's process group is not enough: Airflow's task runner moves each task into a group of
+    its own, so a killed scheduler's task would go on running (and writing) after the demo stopped.
+    Members may fork while we look, so this repeats until a pass finds none.
     """
     import psutil
 
-    for process in psutil.process_iter():
-        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
-            if os.getsid(process.pid) == session_id:
+    deadline = time.monotonic() + timeout
+    while members := session_members(session_id):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Processes of session {session_id} survived SIGKILL: {[p.pid for p in members]}")
+        for process in members:
+            with contextlib.suppress(psutil.Error):
                 process.kill()
+        time.sleep(0.05)
 
 
 class ComponentStopped(RuntimeError):
-    """A component this launcher started exited while it was meant to be running."""
+    """A component this launcher started exited while it was meant to be running.
+
+    :param signal: the signal that killed it, None when it exited by itself.
+    """
+
+    def __init__(self, message: str, signal: int | None):
+        super().__init__(message)
+        self.signal = signal
 
 
 @dataclass
@@ -113,9 +156,12 @@ class RunningServices:
     def raise_if_stopped(self) -> None:
         """Raise :class:`ComponentStopped` naming the first component that has exited, and its log."""
         for name, process in self.processes.items():
-            if (code := process.poll()) is not None:
+            if (code := _exit_code(process)) is not None:
                 how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                raise ComponentStopped(f"The {name} stopped ({how}); its output: {self.log_dir / f'{name}.log'}")
+                raise ComponentStopped(
+                    f"The {name} stopped ({how}); its output: {self.log_dir / f'{name}.log'}",
+                    signal=-code if code < 0 else None,
+                )
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -277,7 +278,7 @@ def run(phantom_dir: Path, timeout: float, until: str = "deployed", keep_ui: boo
         wait_until_quiet(watcher, timeout, services)
         if keep_ui:
             log.info("Done; the UI stays up at %s. Ctrl-C stops everything.", UI_ADDRESS)
-            wait_for_interrupt()
+            wait_for_interrupt(services)
     # DuckDB has one writer at a time: the registry is read only after every task stopped.
     summary = build_summary(file_counts(since), until, wall_seconds=time.monotonic() - started)
     if keep_ui:
@@ -297,12 +298,20 @@ def ensure_ui_user() -> None:
     )
 
 
-def wait_for_interrupt() -> None:
+def wait_for_interrupt(services: RunningServices) -> None:
+    """Until Ctrl-C (or SIGTERM/SIGHUP, see :func:`main`); raises when a component dies meanwhile."""
     try:
         while True:
-            time.sleep(3600)
+            services.raise_if_stopped()
+            time.sleep(2)
     except KeyboardInterrupt:
         log.info("Stopping")
+
+
+def stop_on_signal(signum: int, frame) -> None:
+    """SIGTERM or SIGHUP (a closed terminal, a CI timeout) unwind like Ctrl-C, so the
+    components are stopped; they run in sessions of their own and would not get the signal."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> int:
@@ -315,6 +324,8 @@ def main() -> int:
     parser.add_argument("--summary", type=Path, default=SUMMARY_PATH, help="where the JSON summary is written")
     args = parser.parse_args()
     configure_logging()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop_on_signal)
 
     from include.demo_summary import print_summary, write_summary
     from include.phantom import PhantomConfig, generate_dataset
@@ -328,7 +339,10 @@ def main() -> int:
         log.error("%s", err)
         return 1
     except ComponentStopped as err:
-        log.error("%s. Everything else was stopped; `make demo` again resumes where this run stopped.", err)
+        if err.signal is None:
+            log.error("%s. Everything else was stopped; the log says why.", err)
+        else:
+            log.error("%s. Everything else was stopped; `make demo` again resumes where this run stopped.", err)
         return 1
     print_summary(summary, previous=args.summary)
     write_summary(summary, args.summary)

@@ -3,6 +3,7 @@ hostname), none binds the log server's port and all serve the training queue too
 component leaves none of its processes behind; a component that died is named with its log."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +21,6 @@ from include.airflow_services import (
     worker_hostname,
 )
 from include.config import settings
-from tests.support.processes import stopped
 
 
 def test_each_celery_worker_gets_its_own_name_pid_file_and_task_hostname(tmp_path: Path, monkeypatch):
@@ -50,43 +50,59 @@ def test_worker_hostname_is_the_launched_workers_name_else_the_hosts(monkeypatch
 
 
 # A parent that forks a child into a process group of its own, as Airflow's task runner does with
-# each task, then both sleep; the child's pid goes to the file named by argv[1].
+# each task, then both sleep; the child writes its pid to the file named by argv[1] once in its group.
 TASK_RUNNER_LIKE = """
 import os, sys, time
-pid = os.fork()
-if pid == 0:
+if os.fork() == 0:
     os.setpgid(0, 0)
-    time.sleep(120)
-else:
-    open(sys.argv[1], "w").write(str(pid))
-    time.sleep(120)
+    with open(sys.argv[1] + ".part", "w") as out:
+        out.write(str(os.getpid()))
+    os.rename(sys.argv[1] + ".part", sys.argv[1])
+time.sleep(120)
 """
+
+
+def sleeper(**popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], **popen)
 
 
 def test_stopping_a_killed_component_also_kills_its_tasks_in_their_own_process_groups(tmp_path: Path):
     pid_file = tmp_path / "task.pid"
     component = subprocess.Popen([sys.executable, "-c", TASK_RUNNER_LIKE, str(pid_file)], start_new_session=True)
-    while not pid_file.exists() or not pid_file.read_text():
-        time.sleep(0.05)
-    task = psutil.Process(int(pid_file.read_text()))
-    assert os.getpgid(task.pid) != component.pid  # out of the component's group, still in its session
-    component.kill()  # as `kill -9` on the scheduler
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists():
+            assert component.poll() is None and time.monotonic() < deadline, "the task was not started"
+            time.sleep(0.05)
+        task = psutil.Process(int(pid_file.read_text()))
+        assert os.getpgid(task.pid) != component.pid  # out of the component's group, still in its session
+        component.kill()  # as `kill -9` on the scheduler
 
-    _stop([component])
+        _stop([component])
 
-    assert stopped(task)
+        assert not task.is_running() or task.status() == psutil.STATUS_ZOMBIE  # left for its adopter to reap
+        assert component.returncode == -9
+    finally:
+        if component.returncode is None:  # not stopped above: the test failed before
+            _stop([component])
 
 
 def test_running_services_name_the_component_that_died_and_its_log(tmp_path: Path):
-    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    dead.kill()
-    dead.wait()
-    services = RunningServices({"triggerer": alive, "scheduler": dead}, tmp_path)
+    alive, dead = sleeper(start_new_session=True), sleeper(start_new_session=True)
+    try:
+        dead.kill()
+        services = RunningServices({"triggerer": alive, "scheduler": dead}, tmp_path)
+        log_file = re.escape(str(tmp_path / "scheduler.log"))
 
-    with pytest.raises(
-        ComponentStopped, match=rf"The scheduler stopped \(killed by signal 9\); its output: {tmp_path}/scheduler.log"
-    ):
-        services.raise_if_stopped()
-    alive.kill()
-    alive.wait()
+        with pytest.raises(
+            ComponentStopped, match=rf"The scheduler stopped \(killed by signal 9\); its output: {log_file}"
+        ):
+            # Until the kill has landed; it is not reaped meanwhile, so its pid is not handed out again.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                services.raise_if_stopped()
+                time.sleep(0.05)
+        assert dead.returncode is None
+    finally:
+        _stop([alive, dead])
+    assert (alive.returncode, dead.returncode) == (-15, -9)  # the live one got SIGTERM
