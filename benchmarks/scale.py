@@ -111,9 +111,10 @@ def end_to_end(files: int, meta_url: str, log_dir: Path, timeout: float) -> dict
     sampler = MemorySampler({"scheduler": ("airflow", "scheduler"), "worker": ("celery", "worker1@")})
     sampler.start()
     began = time.monotonic()
-    with airflow_services(log_dir):
+    with airflow_services(log_dir) as services:
         while registry.fetch_all("SELECT COUNT(*) FROM image_files")[0][0] < files:
             assert time.monotonic() - began < timeout, f"not registered within {timeout} s; logs in {log_dir}"
+            services.raise_if_stopped()
             time.sleep(1)
         wall = time.monotonic() - began
     sampler.done.set()
