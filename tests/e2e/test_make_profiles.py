@@ -6,7 +6,7 @@ import subprocess
 
 import psycopg2
 
-from tests.conftest import PROJECT_ROOT
+from include.config import PROJECT_ROOT
 
 
 def make(*args: str, env: dict) -> subprocess.CompletedProcess:

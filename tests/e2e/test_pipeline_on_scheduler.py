@@ -17,11 +17,10 @@ from pathlib import Path
 import psutil
 
 from include.airflow_services import session_members
-from include.config import settings
+from include.config import PROJECT_ROOT, settings
 from include.db import get_database
 from include.demo import STRAY_FILES, main
 from include.phantom import PhantomConfig, generate_dataset
-from tests.conftest import PROJECT_ROOT
 
 SWEEP = [{"learning_rate": 0.002}, {"learning_rate": 0.001}]
 
