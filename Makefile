@@ -21,7 +21,7 @@ export AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS := False
 # Astro SDK 1.9 passes Table/File objects through XCom; glob patterns, not regexes.
 export AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES := airflow.* astro.*
 # A scheduler restarted after a crash resets the dead one's running tasks at its next orphan check:
-# every 30 s here (Airflow's default is 300 s), so a `make demo` after a killed one resumes at once.
+# every 30 s here (Airflow's default is 300 s), so a `make demo` after a killed one resumes within ~30 s.
 export AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL ?= 30
 export PYTHONPATH := $(PROJECT)
 # No model hub at run time: a hub id fails at once with how to point at a local model, not after retries.

@@ -198,7 +198,7 @@ def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[Running
                 stdout=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115 (the child owns it)
                 stderr=subprocess.STDOUT,
                 env={**env, **extra},
-                # Its own process group, so stopping it reaches the processes it started.
+                # Its own session, so stopping it reaches every process it started (see _kill_session).
                 start_new_session=True,
             )
         log.info("Started %s; their output is in %s", ", ".join(processes), log_dir)
