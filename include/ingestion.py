@@ -239,11 +239,33 @@ def after_failure(storage: Storage, key: str, split: str, attempt: int, max_atte
     return outcome
 
 
+def set_aside_impostors(storage: Storage, keys: list[str], split: str) -> list[Outcome]:
+    """Quarantine what an uploader put where the mover keeps its private folders (a link named
+    ``.moving`` could carry claims out of the storage root): moved as the entry it is, never
+    followed, so the files beside it are claimed in a real folder."""
+    outcomes = []
+    for folder in sorted({key.rpartition("/")[0] for key in keys}):
+        for impostor, kind in storage.impostors(folder):
+            area = impostor.rpartition("/")[2]
+            reason = f"not a regular file: {kind}, where the mover keeps its private folder {area}"
+            destination = f"quarantine/{split}/{impostor[len(landing_prefix(split)) + 1 :]}"
+            try:
+                if not storage.copy_new(impostor, destination):
+                    destination = fingerprinted(destination, impostor.encode())
+                    storage.copy_new(impostor, destination)
+                storage.delete(impostor)
+            except FileNotFoundError:  # another batch of this run set it aside first
+                continue
+            log.warning("%s: %s; quarantined as %s", impostor, reason, destination)
+            outcomes.append(Outcome(impostor, destination, "quarantined", reason))
+    return outcomes
+
+
 def move_files(storage: Storage, keys: list[str], split: str, max_attempts: int) -> list[Outcome]:
     """Every key's outcome: one file's error never stops the others. Only an unreachable store
     stops the batch (every file would fail alike; Airflow's retry resumes, skipping moved files)."""
     attempts = failed_attempts(storage, split)
-    outcomes = []
+    outcomes = set_aside_impostors(storage, keys, split)
     for key in keys:
         try:
             outcome = ingest_file(storage, key, split)

@@ -45,6 +45,18 @@ class StorageUnavailableError(RuntimeError):
     """The storage behind MRI_STORAGE_ROOT cannot be reached; the message says why and what to do."""
 
 
+class UnsafePathError(ValueError):
+    """A key that would reach outside the storage root, or through an entry the pipeline did not
+    make (a link where the mover keeps its private folder). Refused, never followed.
+
+    :param key: the offending key (the link itself where there is one).
+    """
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -167,6 +179,12 @@ class Storage(ABC):
     def is_folder(self, key: str) -> bool:
         """True if ``key`` names a folder, not a file (listings of some stores return both)."""
         return key.endswith("/")
+
+    def impostors(self, folder: str) -> list[tuple[str, str]]:
+        """Entries an uploader put where the mover keeps its private folders (``<folder>/.moving``,
+        ``.parked``) that are not folders (a link, a file), as (key, what it is); stores without
+        folders have none."""
+        return []
 
     def park(self, key: str, reason: str) -> str:
         """Stop listing ``key`` (it stays where it is) and keep ``reason`` beside it; returns the marker's key."""
