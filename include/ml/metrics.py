@@ -1,72 +1,59 @@
-"""Classification metrics from class probabilities, and their pictures.
+"""Classification metrics from class probabilities, and their pictures; scikit-learn does the math.
 
-ROC AUC is computed on probabilities (the rank of every score), never on hard 0/1 predictions:
-one-vs-rest, macro-averaged, for N classes. Precision, recall and F1 are of the positive class
-(index 1) for two classes, macro-averaged for more. The loss is the real mean cross-entropy.
-numpy only, checked against scikit-learn in the tests.
+ROC AUC is computed on probabilities, never on hard 0/1 predictions: one-vs-rest, macro-averaged,
+for N classes, and None unless every class is present. Precision, recall and F1 are of the
+positive class (index 1) for two classes, macro-averaged for more. The loss is the mean
+cross-entropy.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn import metrics as sk
+from sklearn.exceptions import UndefinedMetricWarning
 
 # Probabilities are clipped before the log: one confident mistake must not make the loss infinite.
+# (sklearn's log_loss clips at the float's eps instead, 36 rather than 27.6 per certain mistake.)
 EPSILON = 1e-12
-
-
-def _average_ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their mean rank (what the Mann-Whitney U statistic needs)."""
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    start = 0
-    while start < len(scores):
-        end = start
-        while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
 
 
 def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve of ``scores`` for the boolean ``positive``; None with one class only."""
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
         return None
-    ranks = _average_ranks(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(sk.roc_auc_score(positive, scores))
 
 
 def roc_auc(targets: Sequence[int], probabilities: np.ndarray) -> float | None:
     """ROC AUC on probabilities: P(class 1) for two classes, one-vs-rest macro for more."""
     targets, probabilities = np.asarray(targets), np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape[1] == 2:
+    num_labels = probabilities.shape[1]
+    if num_labels == 2:
         return binary_auc(targets == 1, probabilities[:, 1])
-    per_class = [binary_auc(targets == k, probabilities[:, k]) for k in range(probabilities.shape[1])]
-    if any(auc is None for auc in per_class):
-        return None
-    return float(np.mean(per_class))
+    if len(np.unique(targets)) < num_labels:
+        return None  # a class with no image has no ROC curve
+    return float(sk.roc_auc_score(targets, probabilities, multi_class="ovr", average="macro", labels=range(num_labels)))
 
 
 def roc_curve(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
-    order = np.argsort(-scores, kind="mergesort")
-    scores, positive = scores[order], positive[order]
-    last_of_each_threshold = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    tps = np.cumsum(positive)[last_of_each_threshold]
-    fps = (last_of_each_threshold + 1) - tps
-    return np.r_[0, fps / max(fps[-1], 1)], np.r_[0, tps / max(tps[-1], 1)]
+    with warnings.catch_warnings():
+        # With one class only, one of the rates is 0/0: drawn as 0, not NaN.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, _ = sk.roc_curve(np.asarray(positive, dtype=bool), scores, drop_intermediate=False)
+    return np.nan_to_num(fpr), np.nan_to_num(tpr)
 
 
 def confusion_matrix(targets: Sequence[int], predictions: Sequence[int], num_labels: int) -> np.ndarray:
     """Counts: rows the true class, columns the predicted one."""
-    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(targets, dtype=int), np.asarray(predictions, dtype=int)), 1)
-    return matrix
+    if not len(targets):
+        return np.zeros((num_labels, num_labels), dtype=np.int64)
+    return sk.confusion_matrix(targets, predictions, labels=range(num_labels))
 
 
 def classification_metrics(targets: Sequence[int], probabilities: np.ndarray) -> dict:
@@ -79,24 +66,25 @@ def classification_metrics(targets: Sequence[int], probabilities: np.ndarray) ->
     probabilities = np.asarray(probabilities, dtype=np.float64)
     num_labels = probabilities.shape[1]
     predictions = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(targets, predictions, num_labels)
-    true_positives = np.diag(matrix).astype(np.float64)
-    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
-    precision = np.divide(true_positives, predicted, out=np.zeros(num_labels), where=predicted > 0)
-    recall = np.divide(true_positives, actual, out=np.zeros(num_labels), where=actual > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros(num_labels), where=both > 0)
-    # Two classes: the positive class's scores; more: the unweighted mean over classes.
-    pick = (lambda values: float(values[1])) if num_labels == 2 else (lambda values: float(values.mean()))
+    precision = recall = f1 = 0.0
+    if len(targets):
+        precision, recall, f1, _ = sk.precision_recall_fscore_support(
+            targets,
+            predictions,
+            labels=range(num_labels),
+            pos_label=1,
+            average="binary" if num_labels == 2 else "macro",
+            zero_division=0,
+        )
     picked = probabilities[np.arange(len(targets)), targets]
     return {
         "loss": float(-np.log(np.clip(picked, EPSILON, 1.0)).mean()) if len(targets) else None,
         "accuracy": float((predictions == targets).mean()) if len(targets) else 0.0,
-        "precision": pick(precision),
-        "recall": pick(recall),
-        "f1": pick(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
         "roc_auc": roc_auc(targets, probabilities),
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": confusion_matrix(targets, predictions, num_labels).tolist(),
     }
 
 

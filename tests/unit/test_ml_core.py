@@ -1,5 +1,5 @@
 """The ML core with a tiny ResNet and a handful of toy images: it learns, it reloads to the same
-predictions, its metrics are scikit-learn's, its bundles are all or nothing, its sources download
+predictions, its metrics give hand-checked values, its bundles are all or nothing, its sources download
 nothing, and it never imports Airflow."""
 
 import io
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sklearn import metrics as sk
 
 from include import ml
 from include.config import ConfigError, load_settings
@@ -85,43 +84,85 @@ FIXED_TARGETS = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 0])
 FIXED_P1 = np.array([0.1, 0.4, 0.45, 0.8, 0.4, 0.9, 0.6, 0.2, 0.55, 0.7])  # with a tie at 0.4
 
 
-def test_binary_metrics_equal_scikit_learn_on_fixed_inputs():
+def test_binary_metrics_on_a_hand_checked_example():
     probabilities = np.column_stack([1 - FIXED_P1, FIXED_P1])
-    ours = classification_metrics(FIXED_TARGETS, probabilities)
-    predicted = probabilities.argmax(axis=1)
+    metrics = classification_metrics(FIXED_TARGETS, probabilities)
 
-    assert ours["roc_auc"] == pytest.approx(sk.roc_auc_score(FIXED_TARGETS, FIXED_P1))
-    assert ours["accuracy"] == pytest.approx(sk.accuracy_score(FIXED_TARGETS, predicted))
-    assert ours["precision"] == pytest.approx(sk.precision_score(FIXED_TARGETS, predicted))
-    assert ours["recall"] == pytest.approx(sk.recall_score(FIXED_TARGETS, predicted))
-    assert ours["f1"] == pytest.approx(sk.f1_score(FIXED_TARGETS, predicted))
-    assert ours["loss"] == pytest.approx(sk.log_loss(FIXED_TARGETS, probabilities))
-    assert ours["confusion_matrix"] == sk.confusion_matrix(FIXED_TARGETS, predicted).tolist()
+    # Predicted 1 when P(1) > 0.5: 4 true positives, 1 false positive (0.7), 1 false negative (0.45).
+    assert metrics["confusion_matrix"] == [[4, 1], [1, 4]]
+    assert metrics["accuracy"] == metrics["precision"] == metrics["recall"] == pytest.approx(0.8)
+    assert metrics["f1"] == pytest.approx(0.8)
+    assert metrics["roc_auc"] == pytest.approx(0.88)  # 22 of the 25 (positive, negative) pairs ranked right
+    true_class_p = [0.9, 0.6, 0.45, 0.8, 0.6, 0.9, 0.6, 0.8, 0.55, 0.3]
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log(true_class_p)))
+    # The two tied negatives at 0.4 are one threshold: one step of 0.4 in the false positive rate.
     fpr, tpr = roc_curve(FIXED_TARGETS == 1, FIXED_P1)
-    sk_fpr, sk_tpr, _ = sk.roc_curve(FIXED_TARGETS, FIXED_P1, drop_intermediate=False)
-    np.testing.assert_allclose(fpr, sk_fpr)
-    np.testing.assert_allclose(tpr, sk_tpr)
+    np.testing.assert_allclose(fpr, [0, 0, 0, 0.2, 0.2, 0.2, 0.2, 0.6, 0.8, 1])
+    np.testing.assert_allclose(tpr, [0, 0.2, 0.4, 0.4, 0.6, 0.8, 1, 1, 1, 1])
+
+
+def test_binary_precision_recall_and_f1_are_of_class_1():
+    probabilities = np.array([[0.1, 0.9], [0.7, 0.3], [0.8, 0.2], [0.4, 0.6]])
+    metrics = classification_metrics([1, 1, 1, 0], probabilities)
+    assert metrics["confusion_matrix"] == [[0, 1], [2, 1]]
+    assert (metrics["precision"], metrics["recall"]) == (pytest.approx(1 / 2), pytest.approx(1 / 3))
+    assert metrics["f1"] == pytest.approx(0.4)  # class 0's would be 0
+    assert metrics["accuracy"] == pytest.approx(0.25)
+    assert metrics["roc_auc"] == pytest.approx(1 / 3)  # only 0.9 outranks the negative's 0.6
 
 
 def test_roc_auc_is_computed_on_probabilities_not_on_hard_predictions():
     probabilities = np.column_stack([1 - FIXED_P1, FIXED_P1])
-    on_labels = sk.roc_auc_score(FIXED_TARGETS, probabilities.argmax(axis=1))
+    on_labels = classification_metrics(FIXED_TARGETS, np.eye(2)[probabilities.argmax(axis=1)])["roc_auc"]
     ours = classification_metrics(FIXED_TARGETS, probabilities)["roc_auc"]
     assert ours == pytest.approx(0.88) and on_labels == pytest.approx(0.8)
 
 
-def test_three_class_metrics_equal_scikit_learn_one_vs_rest_macro():
-    rng = np.random.default_rng(3)
-    targets = np.arange(30) % 3
-    logits = rng.normal(size=(30, 3)) + 1.5 * np.eye(3)[targets]
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    ours, predicted = classification_metrics(targets, probabilities), probabilities.argmax(axis=1)
+def test_three_class_metrics_are_one_vs_rest_macro_averages():
+    targets = [0, 1, 2, 0, 1, 2, 1]
+    probabilities = np.array(
+        [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.3, 0.5, 0.2]]
+        + [[0.1, 0.8, 0.1], [0.5, 0.1, 0.4], [0.3, 0.6, 0.1]]
+    )
+    metrics = classification_metrics(targets, probabilities)
 
-    assert ours["roc_auc"] == pytest.approx(sk.roc_auc_score(targets, probabilities, multi_class="ovr"))
-    assert ours["f1"] == pytest.approx(sk.f1_score(targets, predicted, average="macro"))
-    assert ours["precision"] == pytest.approx(sk.precision_score(targets, predicted, average="macro"))
-    assert ours["recall"] == pytest.approx(sk.recall_score(targets, predicted, average="macro"))
-    assert ours["loss"] == pytest.approx(sk.log_loss(targets, probabilities))
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
+    assert metrics["accuracy"] == pytest.approx(5 / 7)
+    # Per class precision 1/2, 3/4, 1; recall 1/2, 1, 1/2; F1 1/2, 6/7, 2/3: unweighted means, not by support.
+    assert metrics["precision"] == pytest.approx(3 / 4)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["f1"] == pytest.approx((1 / 2 + 6 / 7 + 2 / 3) / 3)
+    # One-vs-rest AUC 8.5/10 (a tie at 0.3 counts half), 1 and 1.
+    assert metrics["roc_auc"] == pytest.approx(0.95)
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log([0.6, 0.7, 0.7, 0.3, 0.8, 0.4, 0.6])))
+
+
+def test_a_confident_mistake_costs_a_finite_loss():
+    metrics = classification_metrics([0, 1], np.array([[1.0, 0.0], [1.0, 0.0]]))
+    assert metrics["loss"] == pytest.approx(-np.log(1e-12) / 2)
+
+
+def test_roc_auc_is_none_without_every_class_and_the_rest_still_counts():
+    one_class = classification_metrics([1, 1, 1], np.array([[0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]))
+    assert one_class["roc_auc"] is None
+    assert (one_class["accuracy"], one_class["precision"], one_class["recall"]) == (
+        pytest.approx(2 / 3),
+        pytest.approx(1.0),
+        pytest.approx(2 / 3),
+    )
+    missing_class = classification_metrics([0, 1, 0, 1], np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3]] * 2))
+    assert missing_class["roc_auc"] is None
+    assert missing_class["confusion_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 0]]
+    assert missing_class["precision"] == pytest.approx(2 / 3)  # class 2, never predicted, counts as 0
+    fpr, tpr = roc_curve(np.array([False, False, False]), np.array([0.1, 0.3, 0.3]))
+    np.testing.assert_array_equal(tpr, [0, 0, 0])  # no positive: 0, not NaN
+    np.testing.assert_allclose(fpr, [0, 2 / 3, 1])
+
+
+def test_no_images_give_no_loss_and_no_roc_auc():
+    metrics = classification_metrics([], np.zeros((0, 2)))
+    assert (metrics["loss"], metrics["roc_auc"], metrics["accuracy"], metrics["f1"]) == (None, None, 0.0, 0.0)
+    assert metrics["confusion_matrix"] == [[0, 0], [0, 0]]
 
 
 def test_fine_tuning_learns_a_separable_toy_set(tmp_path):
