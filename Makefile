@@ -64,16 +64,16 @@ migrate: airflow-db  ## apply migrations/ to the registry and size its pool
 	$(BIN)/python -m include.db migrate
 
 phantom: install  ## generate the phantom MRI data set into data/phantom (330 per class, seed 0)
-	$(BIN)/python -m include.phantom --out $(PROJECT)/data/phantom --per-class 330 --seed 0
+	$(BIN)/python -m launcher.phantom --out $(PROJECT)/data/phantom --per-class 330 --seed 0
 
 demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + triggerer); KEEP_UI=1 keeps the UI up; DEMO_ARGS="--per-class 50"
-	$(BIN)/python -m include.demo $(if $(KEEP_UI),--keep-ui) $(DEMO_ARGS)
+	$(BIN)/python -m launcher.demo $(if $(KEEP_UI),--keep-ui) $(DEMO_ARGS)
 
 predict: install  ## class probabilities of IMAGES="a.jpg b.png" from the production bundle; JSON=1 for JSON
-	$(BIN)/python -m include.predict $(if $(JSON),--json) $(IMAGES)
+	$(BIN)/python -m launcher.predict $(if $(JSON),--json) $(IMAGES)
 
 demo-scale: install system-deps  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
-	$(BIN)/python -m include.scale_profile
+	$(BIN)/python -m launcher.scale_profile
 
 copy-registry: install  ## copy the registry's tables between backends, e.g. FROM=mri_db TO=mri_pg (idempotent, verified)
 	$(BIN)/python -m include.db.copy --from $(or $(FROM),$(error set FROM=<connection id>)) --to $(or $(TO),$(error set TO=<connection id>))

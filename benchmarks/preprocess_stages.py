@@ -57,8 +57,8 @@ def stage_seconds(conn_id: str) -> dict[str, float]:
     """Seconds per stage for one pass over raw/train/ into an emptied registry."""
     from include.config import settings
     from include.db import get_database
-    from include.ingestion import batches
-    from include.registry import Limits, fingerprint, read_label_overrides, write_records
+    from include.ingestion.mover import batches
+    from include.registry.records import Limits, fingerprint, read_label_overrides, write_records
     from include.storage import get_storage
 
     use_backend(conn_id)
@@ -92,7 +92,7 @@ def dag_run(conn_id: str, files: int) -> tuple[float, dict[str, float]]:
     from airflow.models import dag as airflow_dag
     from airflow.utils.state import DagRunState
 
-    from include.preprocess_dag import build_preprocess_dag
+    from include.registry.dag import build_preprocess_dag
 
     use_backend(conn_id)
     db = fresh_database(conn_id)

@@ -39,7 +39,7 @@ SQL_QUERY = (
 def fill_registry(conn_id: str, rows: int):
     from include.db import get_database
     from include.db.migrations import apply_migrations
-    from include.registry import ImageRecord, write_records
+    from include.registry.records import ImageRecord, write_records
 
     db = get_database(conn_id)
     apply_migrations(db)

@@ -66,7 +66,7 @@ def raw_copy(url: str, rows: int) -> float:
     import psycopg2
 
     from include.db.postgres import copy_text_field
-    from include.registry import FILE_COLUMNS, IMAGE_COLUMNS
+    from include.registry.records import FILE_COLUMNS, IMAGE_COLUMNS
 
     records = synthetic_records(0, rows)
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
@@ -94,7 +94,7 @@ def duckdb_native(conn_id: str, rows: int) -> float:
     import pandas  # noqa: F401 (pyarrow imports it on first use: start-up, not the insert)
     import pyarrow as pa
 
-    from include.registry import FILE_ROW_COLUMNS, IMAGE_COLUMNS
+    from include.registry.records import FILE_ROW_COLUMNS, IMAGE_COLUMNS
 
     db = fresh_database(conn_id)
     records = synthetic_records(0, rows)
@@ -129,7 +129,7 @@ def astro_merge_path(conn_id: str, rows: int, batch: int) -> float:
     from astro.databases import create_database
     from astro.table import Table
 
-    from include.registry import IMAGE_COLUMNS
+    from include.registry.records import IMAGE_COLUMNS
 
     fresh_database(conn_id)
     began = time.perf_counter()

@@ -7,7 +7,7 @@ in one process. Prints a Markdown table.
 
 N distinct 256x256 JPEGs are put in landing/train/ before the scheduler starts (so the first
 sensor poke sees them all), then the real scheduler, triggerer and Celery workers
-(``include.airflow_services``) run `in_new_train_data` and `preprocess_train_data` until every
+(``launcher.services``) run `in_new_train_data` and `preprocess_train_data` until every
 file is in `image_files`. End to end is from the first ingestion task's start to the last
 `register_batch` end, read from the metadata DB; so are the writers that ran at once. Memory is
 the peak PSS (shared pages counted once) of the scheduler's and of one worker's process tree,
@@ -30,14 +30,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks.headline import record
-from include.local_servers import running_postgres, running_redis, running_s3_server
-from include.scale_profile import (
+from launcher.scale_profile import (
     PROJECT_AIRFLOW,
     create_bucket,
     create_database,
     migrate_metadata,
     scale_environment,
 )
+from launcher.servers import running_postgres, running_redis, running_s3_server
 
 TRAIN_DAGS = ("in_new_train_data", "preprocess_train_data")
 MB = 1024 * 1024
@@ -101,8 +101,8 @@ def end_to_end(files: int, meta_url: str, log_dir: Path, timeout: float) -> dict
     """Run the two train DAGs on the real services until ``files`` are registered."""
     import psycopg2
 
-    from include.airflow_services import airflow_services
     from include.db import get_database
+    from launcher.services import airflow_services
     from tests.support.concurrency import most_at_once
 
     unpause(TRAIN_DAGS)
@@ -146,7 +146,7 @@ def bare_stages(images: Path, registry_conn_id: str, storage_root: str) -> dict[
     """Seconds per stage, each called as its task calls it, one process, on their own store."""
     from benchmarks.preprocess_stages import stage_seconds
     from include.config import settings
-    from include.ingestion import ingest_file
+    from include.ingestion.mover import ingest_file
     from include.storage import get_storage
 
     os.environ["AIRFLOW_VAR_MRI_STORAGE_ROOT"] = storage_root

@@ -8,6 +8,6 @@ It gates nothing: no snapshot is frozen, no `quality_runs` row is written, no Da
 and the run succeeds whatever the data's verdict.
 """
 
-from include.quality_dag import build_quality_report_dag
+from include.quality.dag import build_quality_report_dag
 
 build_quality_report_dag(doc_md=__doc__)

@@ -14,9 +14,10 @@ Runs when `test_fine_tuned_model` recorded results (the `model_evaluated` Datase
    the commit: registry and bundle change together or not at all. Emits `model_deployed`.
 4. `aql.cleanup` drops the ranking table (a teardown).
 
-The Airflow DAG is built by a factory in `include/deploy_dag.py`; the logic is in `include/deploy.py`.
+The Airflow DAG is built by a factory in `include/deploy/dag.py`; the stage is the
+`include/deploy/` package (decision, releases, promotion).
 """
 
-from include.deploy_dag import build_deploy_dag
+from include.deploy.dag import build_deploy_dag
 
 build_deploy_dag(doc_md=__doc__)

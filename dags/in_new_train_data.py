@@ -10,6 +10,6 @@ moment to `raw/train/` in mapped batches of `MRI_MOVE_BATCH_SIZE`. Non-images go
 The DAG is built by a shared factory in `include/`, one Airflow DAG per split.
 """
 
-from include.ingestion_dag import build_ingestion_dag
+from include.ingestion.dag import build_ingestion_dag
 
 build_ingestion_dag("train", doc_md=__doc__)

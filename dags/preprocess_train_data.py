@@ -12,6 +12,6 @@ Dataset is emitted only after every batch has committed.
 The DAG is built by a shared factory in `include/`, one Airflow DAG per split.
 """
 
-from include.preprocess_dag import build_preprocess_dag
+from include.registry.dag import build_preprocess_dag
 
 build_preprocess_dag("train", doc_md=__doc__)

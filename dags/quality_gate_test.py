@@ -10,9 +10,9 @@ Data Docs page (index under `MRI_QUALITY_DIR`). A pass freezes the snapshot and 
 `mri://quality/passed/test`, which evaluation follows; a failure names each failed expectation
 with its observed value, notifies, emits nothing and is not retried.
 
-The DAG is built by a shared factory in `include/quality_dag.py`, one Airflow DAG per split.
+The DAG is built by a shared factory in `include/quality/dag.py`, one Airflow DAG per split.
 """
 
-from include.quality_dag import build_quality_gate_dag
+from include.quality.dag import build_quality_gate_dag
 
 build_quality_gate_dag("test", doc_md=__doc__)

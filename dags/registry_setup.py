@@ -7,24 +7,6 @@ this DAG is only needed to prepare a new database by hand, e.g. after pointing
 `AIRFLOW_VAR_MRI_DB_CONN_ID` at Postgres.
 """
 
-from __future__ import annotations
+from include.wiring.setup import build_registry_setup_dag
 
-from airflow.decorators import dag
-
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-
-
-@dag(
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    doc_md=__doc__,
-    default_args=DEFAULT_ARGS,
-    tags=["mri", "registry", "setup"],
-)
-def registry_setup():
-    ensure_db_pool() >> apply_db_migrations()
-
-
-registry_setup()
+build_registry_setup_dag(doc_md=__doc__)

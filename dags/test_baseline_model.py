@@ -7,9 +7,9 @@ Runs when `quality_gate_test` passed (Dataset `mri://quality/passed/test`). Save
 the reference every fine-tuned model is compared with (ROC AUC near 0.5). The result is appended
 to `model_results` with its ROC curve and confusion matrix pictures.
 
-The Airflow DAG is built by a factory in `include/training_dag.py`.
+The Airflow DAG is built by a factory in `include/training/dags.py`.
 """
 
-from include.training_dag import build_test_baseline_dag
+from include.training.dags import build_test_baseline_dag
 
 build_test_baseline_dag(doc_md=__doc__)

@@ -8,9 +8,9 @@ row each (loss, accuracy, precision, recall, F1, ROC AUC on probabilities, confu
 and confusion PNGs), and emits `mri://registry/model_results` after every row committed. The
 success notification puts each model's metrics beside the baseline's on the same snapshot.
 
-The Airflow DAG is built by a factory in `include/training_dag.py`.
+The Airflow DAG is built by a factory in `include/training/dags.py`.
 """
 
-from include.training_dag import build_test_fine_tuned_dag
+from include.training.dags import build_test_fine_tuned_dag
 
 build_test_fine_tuned_dag(doc_md=__doc__)

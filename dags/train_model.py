@@ -9,9 +9,9 @@ the promoted bundle) on exactly the train snapshot the gate validated, once per 
 row. Fine-tunes run in pool `MRI_TRAINING_POOL` (1 slot by default) on queue `MRI_TRAINING_QUEUE`.
 Emits `mri://registry/models/trained` once every model is saved and recorded.
 
-The Airflow DAG is built by a factory in `include/training_dag.py`.
+The Airflow DAG is built by a factory in `include/training/dags.py`.
 """
 
-from include.training_dag import build_train_model_dag
+from include.training.dags import build_train_model_dag
 
 build_train_model_dag(doc_md=__doc__)

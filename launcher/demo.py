@@ -1,4 +1,4 @@
-"""``python -m include.demo``: the whole event-driven pipeline, once, on the configured backends.
+"""``python -m launcher.demo``: the whole event-driven pipeline, once, on the configured backends.
 
 Starts a real Airflow scheduler and triggerer (and the webserver with ``--keep-ui``), unpauses the
 pipeline's DAGs, uploads the phantom data set plus stray files into ``landing/``, and lets Datasets
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pendulum
 
-from include.airflow_services import ComponentStopped, RunningServices, airflow_services
 from include.config import DATA_DIR, PROJECT_ROOT, settings
-from include.datasets import SPLITS
 from include.storage import get_storage
+from include.wiring.datasets import SPLITS
+from launcher.services import ComponentStopped, RunningServices, airflow_services
 
-log = logging.getLogger("include.demo")
+log = logging.getLogger("launcher.demo")
 
 # The chain in order; a stage's DAGs are unpaused only up to --until.
 STAGES = {
@@ -254,14 +254,14 @@ def wait_until_quiet(
 def run(phantom_dir: Path, timeout: float, until: str = "deployed", keep_ui: bool = False) -> dict:
     """Run the pipeline once on the data in ``phantom_dir``; return the summary.
 
-    :param phantom_dir: a data set made by ``include.phantom`` (``train/`` and ``test/``).
+    :param phantom_dir: a data set made by ``launcher.phantom`` (``train/`` and ``test/``).
     :param timeout: seconds to wait for the pipeline to become quiet.
     :param until: the last stage to run: registry, gate, evaluated or deployed.
     :param keep_ui: start the webserver too and keep everything running until Ctrl-C.
     """
     from airflow.configuration import conf
 
-    from include.demo_summary import build_summary
+    from launcher.summary import build_summary
 
     started = time.monotonic()
     dag_ids = pipeline_dags(until)
@@ -315,7 +315,7 @@ def stop_on_signal(signum: int, frame) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m launcher.demo", description=__doc__)
     parser.add_argument("--per-class", type=int, default=330, help="phantom images per class (train + test)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the pipeline")
     parser.add_argument("--phantom-dir", type=Path, default=DATA_DIR / "phantom", help="where the data set is made")
@@ -327,8 +327,8 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop_on_signal)
 
-    from include.demo_summary import print_summary, write_summary
-    from include.phantom import PhantomConfig, generate_dataset
+    from launcher.phantom import PhantomConfig, generate_dataset
+    from launcher.summary import print_summary, write_summary
 
     if not (args.phantom_dir / "manifest.csv").exists():
         log.info("Generating the phantom data set (%s per class) into %s", args.per_class, args.phantom_dir)
@@ -360,7 +360,7 @@ def configure_logging() -> None:
     """One handler of our own: Airflow also configures the root logger, which printed each line twice."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    for name in ("include.demo", "include.demo_summary"):
+    for name in ("launcher.demo", "launcher.summary"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)

@@ -1,6 +1,6 @@
 """Classify image files with the production model: ``make predict IMAGES="a.jpg b.png"``.
 
-``python -m include.predict [--json] [--bundle DIR] FILES...`` loads ``<MRI_PRODUCTION_DIR>/current``
+``python -m launcher.predict [--json] [--bundle DIR] FILES...`` loads ``<MRI_PRODUCTION_DIR>/current``
 (the bundle deploy_best_model promoted) and prints each file's class probabilities: a table for
 people, JSON for machines. The same two functions as evaluation (``include.ml.predict.open_image``
 and ``predict_proba``) turn bytes into probabilities, so a served prediction is what evaluation
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from include.config import settings
-from include.ml.bundle import DEPLOYMENT_FILE
+from include.ml.bundle import DEPLOYMENT_FILE, label_names
 
 
 class PredictError(RuntimeError):
@@ -72,8 +72,7 @@ def classify(loaded: Any, images: list[tuple[str, Any]], batch_size: int) -> tup
     """Class names (index order) and one row of probabilities per image."""
     from include.ml.predict import predict_proba
 
-    config = loaded.model.config
-    labels = [config.id2label[i] for i in range(config.num_labels)]
+    labels = label_names(loaded.model.config.id2label)
     if not images:
         return labels, []
     probabilities = predict_proba(loaded.model, loaded.processor, [image for _, image in images], batch_size)
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     """Run the command line; return the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
     parser = argparse.ArgumentParser(
-        prog="python -m include.predict", description="Class probabilities of image files from the production model."
+        prog="python -m launcher.predict", description="Class probabilities of image files from the production model."
     )
     parser.add_argument("files", nargs="*", help="image files (JPEG, PNG; grayscale, 16-bit, RGBA are converted)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -108,7 +107,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     args = parser.parse_args(argv)
     if not args.files:
-        err.write('No image files given. Usage: make predict IMAGES="a.jpg b.png" or python -m include.predict FILES\n')
+        err.write(
+            'No image files given. Usage: make predict IMAGES="a.jpg b.png" or python -m launcher.predict FILES\n'
+        )
         return 2
     bundle = bundle_path(args.bundle)
     try:

@@ -1,9 +1,9 @@
-"""``python -m include.scale_profile`` (``make demo-scale``): the demo on the scale profile, on one machine.
+"""``python -m launcher.scale_profile`` (``make demo-scale``): the demo on the scale profile, on one machine.
 
 The same DAGs as ``make demo``; only the environment changes. It starts, in throwaway folders,
 a PostgreSQL 15 (Airflow's metadata and the registry, ``MRI_DB_CONN_ID=mri_pg``), a Redis (the
 Celery broker) and moto's S3 server (the image store, over HTTP), then runs ``python -m
-include.demo`` with the CeleryExecutor: the scheduler, the triggerer and ``MRI_CELERY_WORKERS``
+launcher.demo`` with the CeleryExecutor: the scheduler, the triggerer and ``MRI_CELERY_WORKERS``
 Celery workers are separate processes. When the demo returns, every server is stopped; the
 Airflow home (logs of the scheduler, the workers and every task) stays in ``data/scale/``.
 Arguments it does not know are passed to the demo (``--per-class 50``, ``--timeout 900``).
@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from include.config import DATA_DIR, PROJECT_ROOT
-from include.local_servers import (
+from launcher.servers import (
     INSTALL_HINT,
     PG_BIN,
     REDIS_SERVER,
@@ -32,14 +32,14 @@ from include.local_servers import (
     running_s3_server,
 )
 
-log = logging.getLogger("include.scale_profile")
+log = logging.getLogger("launcher.scale_profile")
 
 # moto accepts any credentials; these are not secrets.
 MOTO_KEY = "testing"
 # Celery pool processes per worker: each is a full Python with Airflow imported (~150 MB), and the
 # default (16) would start 32 of them on a small machine; the executor's parallelism caps the rest.
 WORKER_CONCURRENCY = "2"
-# What the Makefile exports for every target; here too, so `python -m include.scale_profile` run
+# What the Makefile exports for every target; here too, so `python -m launcher.scale_profile` run
 # from a plain shell finds the project's DAGs in its fresh Airflow home (the environment wins).
 PROJECT_AIRFLOW = {
     "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
@@ -124,7 +124,7 @@ def missing_servers() -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.scale_profile", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m launcher.scale_profile", description=__doc__)
     parser.add_argument("--home", type=Path, default=DATA_DIR / "scale", help="Airflow home (emptied first)")
     args, demo_args = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -146,7 +146,7 @@ def main() -> int:
         # The embedded demo's summary (reports/) stays the embedded demo's: this one goes with its logs.
         if not any(arg.startswith("--summary") for arg in demo_args):
             demo_args += ["--summary", str(args.home / "demo_summary.json")]
-        demo = subprocess.run([sys.executable, "-m", "include.demo", *demo_args], env=env)
+        demo = subprocess.run([sys.executable, "-m", "launcher.demo", *demo_args], env=env)
     log.info("Servers stopped. Logs of the scheduler, the workers and each task: %s", args.home)
     return demo.returncode
 

@@ -1,7 +1,7 @@
 """Throwaway local servers: PostgreSQL 15, Redis and moto's S3 API, each on 127.0.0.1 on a free port.
 
 Each is a context manager that starts the server for the block and always stops it (and removes its
-files) after. The tests, the benchmarks and ``make demo-scale`` (``include.scale_profile``) use them;
+files) after. The tests, the benchmarks and ``make demo-scale`` (``launcher.scale_profile``) use them;
 nothing here is needed when the services already run elsewhere (compose, Helm, a managed database).
 PostgreSQL refuses to run as root, so as root the server runs as the `postgres` system user.
 """

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from include.config import settings
-from include.datasets import SPLITS
 from include.db import RegistryDatabase, get_database
 from include.db.migrations import apply_migrations
+from include.files import atomic_write
+from include.wiring.datasets import SPLITS
 
-log = logging.getLogger("include.demo_summary")
+log = logging.getLogger("launcher.summary")
 
 METRICS = ("roc_auc", "accuracy", "f1", "loss")
 
@@ -145,8 +144,5 @@ def print_summary(summary: dict, previous: Path) -> None:
 def write_summary(summary: dict, path: Path) -> None:
     """Temp file then rename: a reader never sees half a summary."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(summary, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(summary, indent=2, default=str))
     log.info("Summary written to %s", path)

@@ -1,9 +1,9 @@
 /* Rank the fine-tuned models evaluated on the latest gated test snapshot, best first.
-   The snapshot is that of the newest passed quality_runs row of split 'test' (include/snapshots.py,
+   The snapshot is that of the newest passed quality_runs row of split 'test' (include/registry/snapshots.py,
    passed_snapshot), so no model is compared on data the gate did not pass or on other data than
    the rest. A model evaluated several times on that snapshot counts with its latest result.
    The metric name is a bound value matched against the metric columns listed here, so no text is
-   ever pasted into the query; include/deploy.py checks it against the same list (METRICS) first.
+   ever pasted into the query; the settings accept only include.ml.SELECTION_METRICS, the same list.
    Ties: F1, then the older model, then model_id: the same winner every time.
    Block comments only: the Astro SDK joins the lines of a SQL file. */
 WITH gated AS (

@@ -9,7 +9,7 @@ import sys
 from include.config import settings
 from include.db import get_database
 from include.db.migrations import apply_migrations
-from include.db.setup_tasks import size_pool
+from include.wiring.setup import size_pool
 
 
 def main() -> int:

@@ -5,17 +5,17 @@
 import logging
 
 import pandas as pd
-from airflow.decorators import dag, task
+from airflow.decorators import task
 from airflow.exceptions import AirflowSkipException
 from airflow.models.dag import DAG
 from airflow.operators.python import get_current_context
 from astro import sql as aql
 
 from include.config import SQL_DIR, settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.datasets import MODEL_DEPLOYED, MODEL_EVALUATED
-from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.notifications import notify_on
+from include.wiring.datasets import MODEL_DEPLOYED, MODEL_EVALUATED
+from include.wiring.defaults import pipeline_dag
+from include.wiring.notifications import notify_on
+from include.wiring.setup import apply_db_migrations, ensure_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -29,30 +29,22 @@ def build_deploy_dag(doc_md: str) -> DAG:
     # Every task that opens the registry runs in this pool; its size follows the backend.
     in_db_pool = {"pool": cfg.db_pool}
 
-    @dag(
-        dag_id="deploy_best_model",
-        schedule=[MODEL_EVALUATED],
-        # One decision at a time: a second run would compare against a production that is changing.
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "deploy"],
-    )
+    # One decision at a time: a second run would compare against a production that is changing.
+    @pipeline_dag("deploy_best_model", [MODEL_EVALUATED], doc_md, ["deploy"])
     def deploy():
         @aql.transform(conn_id=cfg.db_conn_id, **in_db_pool)
         def pick_best_model(metric: str):
             """The SQL file's {{ metric }} is bound to the argument by the Astro SDK, not pasted in."""
             return (SQL_DIR / "pick_best_model.sql").read_text()
 
-        # The task functions are named apart from the include.deploy functions they call; the task ids
+        # The task functions are named apart from the include.deploy.promotion functions they call; the task ids
         # (decide, promote) stay the ones the notifications' templates and the UI name.
         @aql.dataframe(task_id="decide", multiple_outputs=False, **in_db_pool)
         def decide_on_ranking(ranking: pd.DataFrame) -> dict:
             """Promote or not, and why; a "no" is recorded here, a "yes" by the promotion itself."""
             from include.db import get_database
-            from include.deploy import decide, production_model_id, record_decision
+            from include.deploy.decision import decide
+            from include.deploy.promotion import production_model_id, record_decision
 
             db = get_database()
             decision = decide(
@@ -76,7 +68,10 @@ def build_deploy_dag(doc_md: str) -> DAG:
         def promote_decided_model(decision: dict, **context) -> dict:
             """Stages in one transaction, the bundle switched inside it; skipped (no Dataset event) on "no"."""
             from include.db import get_database
-            from include.deploy import Decision, LocalBundles, MirrorError, promote, publisher, reconcile
+            from include.deploy.decision import Decision
+            from include.deploy.mirror import MirrorError, publisher
+            from include.deploy.promotion import promote, reconcile
+            from include.deploy.releases import LocalBundles
 
             db, bundles = get_database(), LocalBundles(cfg.production_dir)
             reconcile(db, bundles)

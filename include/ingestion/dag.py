@@ -6,14 +6,12 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
-from airflow.decorators import dag, task
+from airflow.decorators import task
 from airflow.exceptions import AirflowSkipException
 from airflow.models.dag import DAG
 
 from include.config import settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.datasets import RAW
-from include.ingestion import (
+from include.ingestion.mover import (
     batches,
     capped_batch_size,
     first_reasons,
@@ -25,6 +23,8 @@ from include.ingestion import (
     write_pending_manifest,
 )
 from include.storage import get_storage
+from include.wiring.datasets import RAW
+from include.wiring.defaults import pipeline_dag
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,7 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
     """
     cfg = settings()
 
-    @dag(
-        dag_id=f"in_new_{split}_data",
-        schedule="@continuous",
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "ingestion", split],
-    )
+    @pipeline_dag(f"in_new_{split}_data", "@continuous", doc_md, ["ingestion", split])
     def ingestion():
         # Deferrable: the wait costs a triggerer coroutine, not a worker slot.
         wait_for_files = get_storage().landing_sensor(

@@ -14,3 +14,9 @@ checks ``sys.modules``), so it runs the same from a task, a notebook, a benchmar
 torch and transformers are imported inside functions where a module is also imported by DAG code,
 so parsing a DAG never loads them.
 """
+
+# The one list of an evaluation's metrics (``metrics.classification_metrics`` computes them), in
+# the order of their model_results columns; the registry, the bundle and the pick all follow it.
+METRIC_NAMES = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")
+# The ones a model can be selected by (higher is better: all but the loss), in the order messages list them.
+SELECTION_METRICS = ("roc_auc", "f1", "accuracy", "precision", "recall")

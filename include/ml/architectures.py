@@ -8,8 +8,8 @@ so :func:`checked_architecture` validates every key and shape before a config is
 from __future__ import annotations
 
 NAMED_CONFIGS: dict[str, dict] = {
-    # The demo default: 1.23M parameters; on the phantom set (494 train / 166 test, 2 CPUs, random
-    # init) 128 px and 30 epochs reach test ROC AUC 0.99 at about 2 s an epoch.
+    # The demo default (1.23M parameters): small enough to train from random init on 2 CPUs within
+    # the demo; what it reaches is in the README.
     "resnet-tiny": {
         "layer_type": "basic",
         "embedding_size": 32,
@@ -23,8 +23,8 @@ NAMED_CONFIGS: dict[str, dict] = {
         "hidden_sizes": [64, 128, 256, 512],
         "depths": [2, 2, 2, 2],
     },
-    # ResNetConfig()'s own default, the resnet-50 layout (23.5M parameters): about 1.5 s a step at
-    # batch 8 x 224 px on 2 CPUs, ~40 minutes for 30 epochs. One setting away, not the default.
+    # ResNetConfig()'s own default, the resnet-50 layout (23.5M parameters): one setting away, not
+    # the default, since 30 epochs of it take most of an hour on 2 CPUs.
     "resnet-50": {
         "layer_type": "bottleneck",
         "embedding_size": 64,

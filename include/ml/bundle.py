@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 METADATA_FILE = "mri_model.json"
-# The served bundle's record of what it is (written by include.deploy at promotion, read by include.predict).
+# The served bundle's record of what it is (written by include.deploy.assemble at promotion, read by launcher.predict).
 DEPLOYMENT_FILE = "deployment.json"
 # What a loadable bundle holds; weights may be one safetensors file or shards with an index.
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", METADATA_FILE)
@@ -33,6 +33,11 @@ class LoadedModel(NamedTuple):
     model: Any
     processor: Any
     metadata: dict
+
+
+def label_names(id2label: dict) -> list[str]:
+    """The class names in index order, from a model config's ``id2label`` (int or JSON string keys)."""
+    return [id2label[key] for key in sorted(id2label, key=int)]
 
 
 def library_versions() -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from include.ml.bundle import load_model
+from include.ml.bundle import label_names, load_model
 from include.ml.data import read_images
 from include.ml.metrics import classification_metrics, plot_confusion, plot_roc
 from include.ml.predict import predict_proba
@@ -26,7 +26,7 @@ def evaluate(
     :param title: the pictures' title (the model id).
     :param batch_size: images per forward pass.
     """
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    labels = label_names(model.config.id2label)
     probabilities = predict_proba(model, processor, images, batch_size=batch_size)
     metrics = classification_metrics(targets, probabilities)
     auc = f"ROC AUC {metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "ROC AUC n/a"
@@ -52,6 +52,6 @@ def evaluate_bundle(
     :param title: the pictures' title.
     """
     loaded = load_model(directory)
-    labels = [loaded.model.config.id2label[i] for i in range(loaded.model.config.num_labels)]
+    labels = label_names(loaded.model.config.id2label)
     data = read_images(items, read, labels)
     return evaluate(loaded.model, loaded.processor, data.images, data.targets, out_dir, title)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Passes over the training images (20 was not reliable on the phantom set: one seed ended at 0.950).
+    # Passes over the training images (fewer was not reliable on the phantom set, see the README).
     epochs: int = 30
     # Images per optimizer step.
     batch_size: int = 32

@@ -66,7 +66,7 @@ def predict_proba(model: Any, processor: Any, images: list[Image.Image], batch_s
     batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
     chunks = []
     # The processor (PIL resize, numpy normalise) prepares the next batch while the model runs on
-    # this one: measured 0.8 of the bare forward's throughput without the overlap (benchmarks/finetune.py).
+    # this one (benchmarks/finetune.py measures what the overlap buys).
     with ThreadPoolExecutor(max_workers=1) as prefetch, torch.inference_mode():
         upcoming = prefetch.submit(pixel_values, processor, batches[0])
         for number in range(len(batches)):

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 
-from airflow.decorators import dag, task
+from airflow.decorators import task
 from airflow.exceptions import AirflowFailException, AirflowSkipException
 from airflow.models.dag import DAG
 
 from include.config import settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.datasets import GATE_PASSED, IMAGES
-from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.notifications import notify_on
+from include.wiring.datasets import GATE_PASSED, IMAGES
+from include.wiring.defaults import pipeline_dag
+from include.wiring.notifications import notify_on
+from include.wiring.setup import apply_db_migrations, ensure_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +27,7 @@ def build_quality_gate_dag(split: str, doc_md: str) -> DAG:
     """
     cfg = settings()
 
-    @dag(
-        dag_id=f"quality_gate_{split}",
-        schedule=[IMAGES[split]],
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "quality", split],
-    )
+    @pipeline_dag(f"quality_gate_{split}", [IMAGES[split]], doc_md, ["quality", split])
     def quality_gate():
         # retries=0: a failed expectation is a fact about the data, not a transient error. A
         # failing gate fails here, so `announce` never runs and nothing is emitted.
@@ -54,7 +45,7 @@ def build_quality_gate_dag(split: str, doc_md: str) -> DAG:
             """Validate the split's snapshot, record it in quality_runs; fail naming each failed expectation."""
             from include.db import get_database
             from include.quality import QualityGateFailed, run_gate
-            from include.snapshots import passed_snapshot_id
+            from include.registry.snapshots import passed_snapshot_id
 
             db = get_database()
             previous = passed_snapshot_id(db, split)
@@ -85,15 +76,7 @@ def build_quality_report_dag(doc_md: str) -> DAG:
     """
     cfg = settings()
 
-    @dag(
-        dag_id="data_quality_report",
-        schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "quality", "report"],
-    )
+    @pipeline_dag("data_quality_report", None, doc_md, ["quality", "report"])
     def data_quality_report():
         @task(pool=cfg.db_pool, multiple_outputs=False)
         def validate_both_splits(**context) -> dict:

@@ -14,7 +14,6 @@ import html
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
+
+from include.files import atomic_write
 
 log = logging.getLogger(__name__)
 # GX logs its import and each load of its config at INFO (whole data source dicts): hundreds of
@@ -159,10 +160,7 @@ def record_and_index(quality_dir: Path, site: Path, entry: dict) -> Path:
         runs.write(json.dumps(entry, default=str) + "\n")
     entries = [json.loads(line) for line in (quality_dir / RUNS_LOG).read_text().splitlines() if line.strip()]
     index = site / "index.html"
-    fd, tmp = tempfile.mkstemp(dir=site, prefix=".index-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(index_html(entries, site))
-    os.replace(tmp, index)
+    atomic_write(index, index_html(entries, site))
     return index
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from include.db import RegistryDatabase
-from include.snapshots import snapshot_id
+from include.registry.snapshots import snapshot_id
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from typing import Any
 import pendulum
 
 from include.config import Settings, settings
-from include.datasets import SPLITS
 from include.db import RegistryDatabase
 from include.quality import docs, suites
 from include.quality.frames import SplitFrames, read_split
-from include.snapshots import take_snapshot
+from include.registry.snapshots import take_snapshot
+from include.wiring.datasets import SPLITS
 
 log = logging.getLogger(__name__)
 

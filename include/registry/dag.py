@@ -7,15 +7,12 @@ from collections import Counter
 from datetime import timedelta
 
 import pandas as pd
-from airflow.decorators import dag, task
+from airflow.decorators import task
 from airflow.models.dag import DAG
 from astro import sql as aql
 
 from include.config import SQL_DIR, settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.datasets import IMAGES, RAW
-from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.ingestion import (
+from include.ingestion.mover import (
     batches,
     capped_batch_size,
     first_reasons,
@@ -25,6 +22,9 @@ from include.ingestion import (
 )
 from include.storage import get_storage
 from include.storage.base import is_listable
+from include.wiring.datasets import IMAGES, RAW
+from include.wiring.defaults import pipeline_dag
+from include.wiring.setup import apply_db_migrations, ensure_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
     # Nothing may hang a run: a stuck read or a stalled database fails the task in time.
     timeout = timedelta(minutes=cfg.batch_timeout_minutes)
 
-    @dag(
-        dag_id=f"preprocess_{split}_data",
-        schedule=[RAW[split]],
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "registry", split],
-    )
+    @pipeline_dag(f"preprocess_{split}_data", [RAW[split]], doc_md, ["registry", split])
     def preprocess():
         @task(execution_timeout=timeout)
         def list_raw_files(**context) -> dict:
@@ -64,7 +55,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             asking for it) lists all of raw/<split>/, so a file put there by hand is found too."""
             from airflow.utils.types import DagRunType
 
-            from include.registry import plan_prefix, read_manifests, write_json
+            from include.registry.records import plan_prefix, read_manifests, write_json
 
             storage, dag_run = get_storage(), context["dag_run"]
             manifests = [o.key for o in storage.list(pending_prefix(split))]
@@ -89,7 +80,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             to storage: XCom carries their keys, a few kB whatever the run's size. A bad
             MRI_LABELS_CSV fails here, once, before any batch starts."""
             from include.db import get_database
-            from include.registry import plan_prefix, read_json, read_label_overrides, unregistered, write_json
+            from include.registry.records import plan_prefix, read_json, read_label_overrides, unregistered, write_json
 
             storage, db = get_storage(), get_database()
             read_label_overrides(storage, cfg.labels_csv)
@@ -112,7 +103,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
         )
         def register_batch(batch: str, **context) -> dict:
             from include.db import get_database
-            from include.registry import Limits, fingerprint, read_json, read_label_overrides, write_records
+            from include.registry.records import Limits, fingerprint, read_json, read_label_overrides, write_records
 
             storage, run_id = get_storage(), context["run_id"]
             uris = read_json(storage, batch)
@@ -149,7 +140,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             file lists. Deleted key by key; a manifest written since stays for the next run. A
             failed run deletes nothing, so its files come back in the next one. In the pool, as
             the last step of the registration the pool's tasks began."""
-            from include.registry import read_json
+            from include.registry.records import read_json
 
             storage = get_storage()
             manifests = read_json(storage, listed["listing"])["manifests"]

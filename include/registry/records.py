@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from include.config import ConfigError
 from include.db import RegistryDatabase
-from include.ingestion import UPLOAD_SUFFIX, printable, safe_name
+from include.ingestion.mover import UPLOAD_SUFFIX, printable, safe_name
 from include.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def unregistered(db: RegistryDatabase, uris: list[str]) -> list[str]:
 
 def read_manifests(storage: Storage, keys: list[str]) -> tuple[list[str], bool]:
     """The raw/ keys the mover's pending manifests name, and whether any asks for a full listing
-    (see :func:`include.ingestion.write_pending_manifest`)."""
+    (see :func:`include.ingestion.mover.write_pending_manifest`)."""
     found, rescan = [], False
     for key in keys:
         manifest = json.loads(storage.read(key))

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from include.files import atomic_write, fsync_dir
 from include.storage.base import (
     MOVING,
     PARKED,
@@ -108,10 +109,7 @@ class LocalStorage(Storage):
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a reader never sees half a file.
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, path)
+        atomic_write(path, data)
 
     def copy_new(self, source: str, destination: str, source_tag: str | None = None) -> bool:
         # source_tag is not needed here: a claimed local file is private to its mover.
@@ -142,11 +140,7 @@ class LocalStorage(Storage):
                 os.link(tmp, target)
             except FileExistsError:
                 return False
-            directory = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)  # the new name survives a power cut too
-            finally:
-                os.close(directory)
+            fsync_dir(target.parent)  # the new name survives a power cut too
             return True
         finally:
             os.unlink(tmp)

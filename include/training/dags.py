@@ -1,25 +1,28 @@
 """The three ML DAGs (dags/train_model.py, dags/test_baseline_model.py, dags/test_fine_tuned_model.py).
 
 Training and evaluation take only a snapshot a quality gate passed. The work is in the operators
-(``include/operators.py``) and ``include.ml``; torch is imported inside tasks, never at parse time.
+(``include/training/operators.py``) and ``include.ml``; torch is imported inside tasks, never at parse time.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from airflow.decorators import dag, task
+from airflow.decorators import task
 from airflow.exceptions import AirflowSkipException
 from airflow.models.dag import DAG
 from airflow.models.param import Param
 
 from include.config import settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
-from include.db.setup_tasks import apply_db_migrations, ensure_db_pool
-from include.notifications import notify_on
-from include.operators import EvaluateImageClassifierOperator, FineTuneImageClassifierOperator
+from include.training.operators import (
+    BaselineImageClassifierOperator,
+    EvaluateImageClassifierOperator,
+    FineTuneImageClassifierOperator,
+)
+from include.wiring.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
+from include.wiring.defaults import pipeline_dag
+from include.wiring.notifications import notify_on
+from include.wiring.setup import apply_db_migrations, ensure_db_pool
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +60,11 @@ def build_train_model_dag(doc_md: str) -> DAG:
     """
     cfg = settings()
 
-    @dag(
-        dag_id="train_model",
-        schedule=[GATE_PASSED["train"]],
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "ml", "train"],
+    @pipeline_dag(
+        "train_model",
+        [GATE_PASSED["train"]],
+        doc_md,
+        ["ml", "train"],
         params={
             "sweep": Param(
                 list(cfg.train_sweep),
@@ -83,8 +82,8 @@ def build_train_model_dag(doc_md: str) -> DAG:
             after a newer snapshot passed its gate."""
             from include.db import get_database
             from include.ml.hyperparameters import TrainConfig
-            from include.snapshots import passed_snapshot
-            from include.training import base_hyperparameters
+            from include.registry.snapshots import passed_snapshot
+            from include.training.records import base_hyperparameters
 
             sweep = context["params"]["sweep"]
             for number, entry in enumerate(sweep):
@@ -148,48 +147,12 @@ def build_test_baseline_dag(doc_md: str) -> DAG:
     """
     cfg = settings()
 
-    @dag(
-        dag_id="test_baseline_model",
-        schedule=[GATE_PASSED["test"]],
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "ml", "test"],
-    )
+    @pipeline_dag("test_baseline_model", [GATE_PASSED["test"]], doc_md, ["ml", "test"])
     def test_baseline_model():
-        # multiple_outputs: the evaluate task takes the "model_id" key as its argument.
-        @task(pool=cfg.db_pool, multiple_outputs=True)
-        def prepare_baseline(**context) -> dict:
-            """Save the base model (MRI_MODEL_SOURCE) with a fresh, untrained head and record it."""
-            from include.db import get_database
-            from include.ml.train import build_baseline
-            from include.training import UNTRAINED, derived_id, record_model
-
-            run_id = context["run_id"]
-            model_id = derived_id("baseline", context["dag"].dag_id, run_id)
-            directory = Path(cfg.models_dir) / model_id
-            facts = {"model_id": model_id, "role": "baseline", "train_snapshot": UNTRAINED, "run_id": run_id}
-            summary = build_baseline(
-                cfg.model_source, cfg.labels, cfg.train_image_size, 0, directory, facts, Path(cfg.production_dir)
-            )
-            record_model(
-                get_database(),
-                model_id,
-                summary["base_model"],
-                summary["hyperparameters"],
-                UNTRAINED,
-                str(directory),
-                "baseline",
-                run_id,
-            )
-            return {**facts, "path": str(directory), "base_model": summary["base_model"]}
-
-        prepared = prepare_baseline()
+        prepared = BaselineImageClassifierOperator(task_id="prepare_baseline", pool=cfg.db_pool)
         evaluate = EvaluateImageClassifierOperator(
             task_id="evaluate_baseline",
-            model_id=prepared["model_id"],
+            model_id="{{ ti.xcom_pull(task_ids='prepare_baseline')['model_id'] }}",
             pool=cfg.db_pool,
             **notify_on(
                 success=f"baseline {OWN['model_id']}: ROC AUC {OWN['roc_auc']}, accuracy {OWN['accuracy']}",
@@ -209,24 +172,15 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
     """
     cfg = settings()
 
-    @dag(
-        dag_id="test_fine_tuned_model",
-        schedule=(MODEL_TRAINED | GATE_PASSED["test"]),
-        max_active_runs=1,
-        start_date=START_DATE,
-        catchup=False,
-        doc_md=doc_md,
-        default_args=DEFAULT_ARGS,
-        tags=["mri", "ml", "test"],
-    )
+    @pipeline_dag("test_fine_tuned_model", (MODEL_TRAINED | GATE_PASSED["test"]), doc_md, ["ml", "test"])
     def test_fine_tuned_model():
         @task(pool=cfg.db_pool)
         def find_unevaluated_models() -> list[dict]:
             """New models, or every model when the test snapshot is new; nothing is evaluated twice.
             Each evaluate gets the snapshot picked here, so a retry evaluates on the same images."""
             from include.db import get_database
-            from include.snapshots import NoGatedSnapshotError, passed_snapshot
-            from include.training import models_to_evaluate
+            from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot
+            from include.training.records import models_to_evaluate
 
             db = get_database()
             try:
@@ -254,7 +208,7 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
         def publish_results(results: list[dict]) -> dict:
             """Runs after every result row committed; the message puts each model beside the baseline."""
             from include.db import get_database
-            from include.training import describe_metrics, latest_result
+            from include.training.records import describe_metrics, latest_result
 
             results = list(results)
             snapshot = results[0]["test_snapshot"]

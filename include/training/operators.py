@@ -30,7 +30,7 @@ def _snapshot_data(split: str, snapshot_id: str | None) -> tuple[Any, Any, list[
     on its own), the newest gated snapshot of ``split`` now.
     """
     from include.db import get_database
-    from include.snapshots import load_snapshot, passed_snapshot
+    from include.registry.snapshots import load_snapshot, passed_snapshot
     from include.storage import get_storage
 
     db, storage = get_database(), get_storage()
@@ -88,10 +88,15 @@ class FineTuneImageClassifierOperator(BaseOperator):
         self.snapshot_id = snapshot_id
 
     def execute(self, context: Any) -> dict:
-        from include.ml.bundle import missing_files, read_metadata
         from include.ml.hyperparameters import TrainConfig
         from include.ml.train import TrainingDiverged, train_and_save
-        from include.training import base_hyperparameters, derived_id, record_model, recorded_model
+        from include.training.records import (
+            TRAINING_FACTS,
+            base_hyperparameters,
+            derived_id,
+            record_model,
+            trained_model,
+        )
 
         cfg, run_id = settings(), context["run_id"]
         try:  # a bad hyperparameter or a diverging run fails the same way every time: no retry
@@ -103,20 +108,12 @@ class FineTuneImageClassifierOperator(BaseOperator):
         db, snapshot, items, read = _snapshot_data(self.split, self.snapshot_id)
         model_id = derived_id("ft", self.dag_id, run_id, context["ti"].map_index)
         directory = Path(self.models_dir or cfg.models_dir) / model_id
-        keep = ("base_model", "hyperparameters", "validation", "epochs_run", "best_epoch", "train_seconds")
-        recorded = recorded_model(db, model_id)
-        if recorded is not None and not missing_files(Path(recorded["path"])):
+        done = trained_model(db, model_id, TRAINING_FACTS)
+        if done is not None:
             # A retried or cleared task: the row and its bundle are whole. Retraining would replace the
             # bundle while the row (ON CONFLICT DO NOTHING) stays, and the two would disagree.
-            metadata = read_metadata(Path(recorded["path"]))
-            self.log.info(
-                "%s is already trained on snapshot %s and recorded (bundle %s): returning it, not retraining",
-                model_id,
-                recorded["train_snapshot"],
-                recorded["path"],
-            )
-            facts = {name: recorded[name] for name in ("model_id", "role", "train_snapshot", "run_id", "path")}
-            return {**facts, **{name: metadata.get(name, recorded.get(name)) for name in keep}}
+            self.log.info("%s is already trained and recorded (bundle %s): not retraining", model_id, done["path"])
+            return done
         source = self.model_source or cfg.model_source
         self.log.info(
             "Fine-tuning %s from %s on snapshot %s (%s images)", model_id, source, snapshot.snapshot_id, len(items)
@@ -146,7 +143,50 @@ class FineTuneImageClassifierOperator(BaseOperator):
             summary["validation"],
             summary["epochs_run"],
         )
-        return {**facts, **{name: summary[name] for name in (*keep, "path")}}
+        return {**facts, **{name: summary[name] for name in (*TRAINING_FACTS, "path")}}
+
+
+class BaselineImageClassifierOperator(BaseOperator):
+    """Save the base model (MRI_MODEL_SOURCE) with a fresh, untrained head as a ``baseline`` model
+    and add its ``models`` row: the reference every fine-tuned model's numbers stand beside.
+
+    :param model_source: the base model; default MRI_MODEL_SOURCE (templated).
+    :param models_dir: the folder of model bundles; default MRI_MODELS_DIR (templated).
+    """
+
+    template_fields: Sequence[str] = ("model_source", "models_dir")
+    ui_color = "#e8e8e8"
+
+    def __init__(self, *, model_source: str | None = None, models_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_source = model_source
+        self.models_dir = models_dir
+
+    def execute(self, context: Any) -> dict:
+        from include.db import get_database
+        from include.ml.train import build_baseline
+        from include.training.records import UNTRAINED, derived_id, record_model
+
+        cfg, run_id = settings(), context["run_id"]
+        model_id = derived_id("baseline", self.dag_id, run_id)
+        directory = Path(self.models_dir or cfg.models_dir) / model_id
+        facts = {"model_id": model_id, "role": "baseline", "train_snapshot": UNTRAINED, "run_id": run_id}
+        source = self.model_source or cfg.model_source
+        summary = build_baseline(
+            source, cfg.labels, cfg.train_image_size, 0, directory, facts, Path(cfg.production_dir)
+        )
+        record_model(
+            get_database(),
+            model_id,
+            summary["base_model"],
+            summary["hyperparameters"],
+            UNTRAINED,
+            str(directory),
+            "baseline",
+            run_id,
+        )
+        self.log.info("Saved the untrained baseline %s of %s to %s", model_id, summary["base_model"], directory)
+        return {**facts, "path": str(directory), "base_model": summary["base_model"]}
 
 
 class EvaluateImageClassifierOperator(BaseOperator):
@@ -181,7 +221,7 @@ class EvaluateImageClassifierOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict:
         from include.ml.evaluate import evaluate_bundle
-        from include.training import derived_id, model_location, record_result
+        from include.training.records import derived_id, model_location, record_result
 
         db, snapshot, items, read = _snapshot_data(self.split, self.snapshot_id)
         path, role = model_location(db, self.model_id)

@@ -15,12 +15,11 @@ from typing import Any
 
 from include.config import Settings
 from include.db import RegistryDatabase
+from include.ml import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
 MODEL_COLUMNS = ("model_id", "base_model", "hyperparameters", "train_snapshot", "path", "stage", "role", "run_id")
-# The metrics of an evaluation, in the order of their model_results columns.
-METRIC_NAMES = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")
 RESULT_COLUMNS = (
     "result_id",
     "model_id",
@@ -33,6 +32,8 @@ RESULT_COLUMNS = (
     "confusion_png",
 )
 ROLES = ("baseline", "fine_tuned")
+# What a fine-tune returns besides its ids and path (from its bundle's mri_model.json).
+TRAINING_FACTS = ("base_model", "hyperparameters", "validation", "epochs_run", "best_epoch", "train_seconds")
 # `models.train_snapshot` of a baseline: it saw no training data.
 UNTRAINED = "untrained"
 
@@ -63,7 +64,8 @@ def record_model(
     run_id: str,
 ) -> None:
     """Add the ``models`` row of a saved bundle (stage ``candidate``); a retry adds nothing."""
-    assert role in ROLES, role
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
     row = (
         model_id,
         base_model,
@@ -110,6 +112,23 @@ def recorded_model(db: RegistryDatabase, model_id: str) -> dict | None:
     return row
 
 
+def trained_model(db: RegistryDatabase, model_id: str, keep: tuple[str, ...]) -> dict | None:
+    """What a fine-tune of ``model_id`` returned, if its row and its whole bundle exist; else None.
+
+    :param keep: the bundle metadata fields to return beside the row's ids and path.
+    """
+    from pathlib import Path
+
+    from include.ml.bundle import missing_files, read_metadata
+
+    recorded = recorded_model(db, model_id)
+    if recorded is None or missing_files(Path(recorded["path"])):
+        return None
+    metadata = read_metadata(Path(recorded["path"]))
+    facts = {name: recorded[name] for name in ("model_id", "role", "train_snapshot", "run_id", "path")}
+    return {**facts, **{name: metadata.get(name, recorded.get(name)) for name in keep}}
+
+
 def model_location(db: RegistryDatabase, model_id: str) -> tuple[str, str]:
     """``(path, role)`` of a recorded model."""
     rows = db.fetch_all(f"SELECT path, role FROM models WHERE model_id = {db.placeholder}", (model_id,))
@@ -135,14 +154,14 @@ def latest_result(db: RegistryDatabase, role: str, test_snapshot: str) -> dict |
     """The newest result of a model with ``role`` on ``test_snapshot`` (the baseline to compare with)."""
     p = db.placeholder
     rows = db.fetch_all(
-        f"SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss FROM model_results r "
+        f"SELECT r.model_id, {', '.join(f'r.{name}' for name in METRIC_NAMES)} FROM model_results r "
         f"JOIN models m ON m.model_id = r.model_id WHERE m.role = {p} AND r.test_snapshot = {p} "
         "ORDER BY r.evaluated_at DESC, r.result_id DESC LIMIT 1",
         (role, test_snapshot),
     )
     if not rows:
         return None
-    return dict(zip(("model_id", "roc_auc", "accuracy", "f1", "loss"), rows[0], strict=True))
+    return dict(zip(("model_id", *METRIC_NAMES), rows[0], strict=True))
 
 
 def describe_metrics(result: dict | None) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pendulum
 from airflow.notifications.basenotifier import BaseNotifier
 
 from include.config import settings
+from include.files import atomic_write
 from include.names import safe_name
 
 log = logging.getLogger(__name__)
@@ -75,10 +74,7 @@ def write_record(folder: Path, record: dict) -> Path:
     target_dir.mkdir(parents=True, exist_ok=True)
     name = ".".join(safe_name(str(record[k])) for k in ("run_id", "task_id", "map_index", "event"))
     target = target_dir / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=".notify-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(tmp, target)
+    atomic_write(target, json.dumps(record, indent=2))
     return target
 
 

@@ -1,4 +1,5 @@
-"""The two tasks that prepare the registry at the start of every DAG that uses it.
+"""The two tasks that prepare the registry at the start of every DAG that uses it, and the
+``registry_setup`` DAG that runs only them.
 
 ``ensure_db_pool`` runs outside the pool (a task in a missing pool is never scheduled) and sizes
 it for the backend; ``apply_db_migrations`` then opens the database inside the pool.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import logging
 
 from airflow.decorators import task
+from airflow.models.dag import DAG
 
 from include.config import settings
 from include.db import RegistryDatabase, get_database
 from include.db.migrations import apply_migrations
+from include.wiring.defaults import pipeline_dag
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +52,13 @@ def apply_db_migrations() -> list[int]:
     applied = apply_migrations(db)
     log.info("Schema of %r is current; applied now: %s", db, applied or "none")
     return applied
+
+
+def build_registry_setup_dag(doc_md: str) -> DAG:
+    """The by-hand DAG that prepares a new registry database: pool, then migrations."""
+
+    @pipeline_dag("registry_setup", None, doc_md, ["registry", "setup"])
+    def registry_setup():
+        ensure_db_pool() >> apply_db_migrations()
+
+    return registry_setup()

@@ -2,9 +2,9 @@
 
 A stand-in for the public Kaggle brain-tumour images where those cannot be downloaded: same file
 names and layout, deterministic by seed, drawn from the MNI152 template shipped inside nilearn.
-``python -m include.phantom --help`` writes a dataset from the command line.
+``python -m launcher.phantom --help`` writes a dataset from the command line.
 """
 
-from include.phantom.generate import PhantomConfig, generate_dataset
+from launcher.phantom.generate import PhantomConfig, generate_dataset
 
 __all__ = ["PhantomConfig", "generate_dataset"]

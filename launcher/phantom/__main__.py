@@ -1,4 +1,4 @@
-"""Command line: ``python -m include.phantom --out data/phantom --per-class 330 --seed 0``."""
+"""Command line: ``python -m launcher.phantom --out data/phantom --per-class 330 --seed 0``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import logging
 import time
 from pathlib import Path
 
-from include.phantom.contact_sheet import write_contact_sheet
-from include.phantom.generate import IMAGE_FORMATS, PhantomConfig, generate_dataset
+from launcher.phantom.contact_sheet import write_contact_sheet
+from launcher.phantom.generate import IMAGE_FORMATS, PhantomConfig, generate_dataset
 
-logger = logging.getLogger("include.phantom")
+logger = logging.getLogger("launcher.phantom")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = PhantomConfig()
-    parser = argparse.ArgumentParser(prog="python -m include.phantom", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m launcher.phantom", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="dataset root (train/, test/, manifest.csv)")
     parser.add_argument("--per-class", type=int, default=defaults.per_class, help="images per class, both splits")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="master seed")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from include.phantom.generate import PhantomConfig, render_sample, sample_rng
+from launcher.phantom.generate import PhantomConfig, render_sample, sample_rng
 
 # Width of the column holding the class names, as a share of one tile.
 _LABEL_COLUMN_SHARE = 0.6

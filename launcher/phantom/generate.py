@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from include.phantom.anatomy import AXIAL_LEVELS_MM, sample_contrast, slice_anatomy
-from include.phantom.lesions import LESION_PAINTERS, Painter
+from launcher.phantom.anatomy import AXIAL_LEVELS_MM, sample_contrast, slice_anatomy
+from launcher.phantom.lesions import LESION_PAINTERS, Painter
 
 SPLITS = ("train", "test")
 IMAGE_FORMATS = ("jpg", "png")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from include.phantom.anatomy import SliceAnatomy, TissueContrast, compose_head, render_intracranial
+from launcher.phantom.anatomy import SliceAnatomy, TissueContrast, compose_head, render_intracranial
 
 # Glioma masks keep at least this far from the dura (mm), so "intra-axial" holds with room to spare.
 GLIOMA_DURA_MARGIN_MM = 3.0

@@ -1,6 +1,6 @@
 """The scale profile: CeleryExecutor with a Redis broker and two Celery worker processes, Airflow's
 metadata and the registry on PostgreSQL, images in S3 (moto's server over HTTP). The same DAGs and
-the same demo as ``make demo``; only the environment (``include.scale_profile``) differs."""
+the same demo as ``make demo``; only the environment (``launcher.scale_profile``) differs."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import sys
 
 import psycopg2
 
-from include.scale_profile import create_bucket, create_database, migrate_metadata, scale_environment
+from launcher.scale_profile import create_bucket, create_database, migrate_metadata, scale_environment
 from tests.support.concurrency import most_at_once
 from tests.support.redis import running_redis
 
@@ -24,7 +24,7 @@ def test_demo_on_celery_runs_mapped_register_batches_on_both_workers_at_once(pos
         env = {**os.environ, **profile, "MRI_REGISTER_BATCH_SIZE": "3", "MRI_SENSOR_POKE_SECONDS": "2"}
         migrate_metadata(env)
         demo = subprocess.run(
-            [sys.executable, "-m", "include.demo", "--per-class", "12", "--phantom-dir", str(tmp_path / "phantom")]
+            [sys.executable, "-m", "launcher.demo", "--per-class", "12", "--phantom-dir", str(tmp_path / "phantom")]
             + ["--until", "registry", "--summary", str(tmp_path / "summary.json"), "--timeout", "600"],
             env=env,
             capture_output=True,

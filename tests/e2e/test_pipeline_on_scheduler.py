@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psutil
 
-from include.airflow_services import session_members
 from include.config import PROJECT_ROOT, settings
 from include.db import get_database
-from include.demo import STRAY_FILES, main
-from include.phantom import PhantomConfig, generate_dataset
+from launcher.demo import STRAY_FILES, main
+from launcher.phantom import PhantomConfig, generate_dataset
+from launcher.services import session_members
 
 SWEEP = [{"learning_rate": 0.002}, {"learning_rate": 0.001}]
 
@@ -71,7 +71,7 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     first_log = tmp_path / "first_demo.log"
     with first_log.open("w") as out:
         first = subprocess.Popen(
-            [sys.executable, "-m", "include.demo", *demo_args],
+            [sys.executable, "-m", "launcher.demo", *demo_args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),

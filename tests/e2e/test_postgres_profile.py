@@ -34,7 +34,7 @@ def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_ser
         [
             sys.executable,
             "-m",
-            "include.demo",
+            "launcher.demo",
             "--per-class",
             "12",
             "--phantom-dir",

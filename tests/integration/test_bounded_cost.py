@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from include.config import settings
 from include.db import get_database
-from include.ingestion import Outcome, pending_prefix, write_pending_manifest
-from include.ingestion_dag import build_ingestion_dag
-from include.preprocess_dag import build_preprocess_dag
+from include.ingestion.dag import build_ingestion_dag
+from include.ingestion.mover import Outcome, pending_prefix, write_pending_manifest
+from include.registry.dag import build_preprocess_dag
 from include.storage import get_storage
 from tests.support.files import jpeg
 

@@ -19,20 +19,14 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from PIL import Image
 
 from include.config import settings
-from include.datasets import MODEL_DEPLOYED
 from include.db import get_database
 from include.db.migrations import apply_migrations
-from include.deploy import (
-    CHECKPOINTS,
-    MODEL_CARD,
-    Decision,
-    LocalBundles,
-    decide,
-    production_model_id,
-    promote,
-    reconcile,
-)
-from include.deploy_dag import build_deploy_dag
+from include.deploy.dag import build_deploy_dag
+from include.deploy.decision import Decision, decide
+from include.deploy.model_card import MODEL_CARD
+from include.deploy.promotion import CHECKPOINTS, production_model_id, promote, reconcile
+from include.deploy.releases import LocalBundles
+from include.wiring.datasets import MODEL_DEPLOYED
 from tests.support.tiny_models import save_tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -376,7 +370,9 @@ def test_postgres_dropping_the_connection_before_the_commit_rolls_back_registry_
 KILL_AT_SWITCH = """
 import os, sys
 from include.db import get_database
-from include.deploy import Decision, LocalBundles, promote
+from include.deploy.decision import Decision
+from include.deploy.promotion import promote
+from include.deploy.releases import LocalBundles
 decision = Decision(**{decision})
 def die(name):
     if name == "bundle_switched":
@@ -406,7 +402,7 @@ def test_a_process_killed_between_switch_and_commit_is_reconciled_to_the_registr
 
 def test_served_bundle_predicts_what_the_evaluation_of_the_promoted_model_measured(registry, model_dirs, tmp_path):
     from include.ml.evaluate import evaluate_bundle
-    from include.predict import main
+    from launcher.predict import main
 
     db = registry
     bundles, decision = production_with(db, model_dirs, tmp_path)
@@ -447,7 +443,7 @@ def test_publish_target_storage_mirrors_the_release_to_s3_then_names_it(
     monkeypatch.setenv("MRI_STORAGE_ROOT", s3_root)
     monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
     settings.cache_clear()
-    from include.deploy import publisher
+    from include.deploy.mirror import publisher
     from include.storage import get_storage
 
     db = get_database(duckdb_conn_id)

@@ -17,8 +17,8 @@ from airflow.exceptions import TaskDeferred
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from include.config import settings
-from include.ingestion import ingest_file
-from include.ingestion_dag import build_ingestion_dag
+from include.ingestion.dag import build_ingestion_dag
+from include.ingestion.mover import ingest_file
 from include.storage import get_storage
 from tests.support.files import jpeg, keys
 
@@ -155,7 +155,7 @@ def test_a_named_pipe_in_landing_is_quarantined_not_waited_on(tmp_path):
 
 
 def test_moving_and_registering_tasks_have_an_execution_timeout():
-    from include.preprocess_dag import build_preprocess_dag
+    from include.registry.dag import build_preprocess_dag
 
     limit = timedelta(minutes=settings().batch_timeout_minutes)
     ingestion, preprocess = build_ingestion_dag("train", "t"), build_preprocess_dag("train", "t")

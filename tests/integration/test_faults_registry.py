@@ -14,8 +14,8 @@ from include.config import ConfigError, settings
 from include.db import DatabaseUnavailableError, get_database
 from include.db.base import checked_identifiers
 from include.db.migrations import apply_migrations
-from include.preprocess_dag import build_preprocess_dag
-from include.registry import IMAGE_COLUMNS, read_label_overrides, write_records
+from include.registry.dag import build_preprocess_dag
+from include.registry.records import IMAGE_COLUMNS, read_label_overrides, write_records
 from include.storage import StorageUnavailableError, get_storage
 from tests.integration.test_preprocess_dag import image_bytes
 from tests.support.records import synthetic_records

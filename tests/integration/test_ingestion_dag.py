@@ -7,8 +7,8 @@ import time
 import pytest
 from airflow.utils.state import DagRunState
 
-from include.ingestion import batches, ingest_file, landing_prefix
-from include.ingestion_dag import build_ingestion_dag
+from include.ingestion.dag import build_ingestion_dag
+from include.ingestion.mover import batches, ingest_file, landing_prefix
 from include.storage import StorageUnavailableError, get_storage
 from tests.support.files import jpeg, keys
 
@@ -131,7 +131,7 @@ def test_files_a_batch_copied_before_it_failed_for_good_are_still_registered(
 ):
     from include.config import settings
     from include.db import get_database
-    from include.preprocess_dag import build_preprocess_dag
+    from include.registry.dag import build_preprocess_dag
 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("MRI_STORAGE_ROOT", s3_root)

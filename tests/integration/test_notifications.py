@@ -10,7 +10,7 @@ import pytest
 from airflow.decorators import dag, task
 
 from include.config import settings
-from include.notifications import notify_on
+from include.wiring.notifications import notify_on
 
 
 def one_task_dag(fail: bool):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from include.config import settings
 from include.db import get_database
-from include.preprocess_dag import build_preprocess_dag
+from include.registry.dag import build_preprocess_dag
 from include.storage import get_storage
 
 

@@ -10,12 +10,12 @@ from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from include.config import settings
-from include.datasets import GATE_PASSED
 from include.db import get_database
 from include.db.migrations import apply_migrations
-from include.quality_dag import build_quality_gate_dag, build_quality_report_dag
-from include.registry import ImageRecord, write_records
-from include.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
+from include.quality.dag import build_quality_gate_dag, build_quality_report_dag
+from include.registry.records import ImageRecord, write_records
+from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
+from include.wiring.datasets import GATE_PASSED
 
 
 def record(n: int, label: str, split: str = "train", name: str | None = None, mode: str = "L") -> ImageRecord:

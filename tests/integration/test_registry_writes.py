@@ -7,7 +7,7 @@ import psycopg2
 
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
-from include.registry import write_records
+from include.registry.records import write_records
 from tests.support.concurrency import most_at_once
 from tests.support.records import run_writers
 from tests.support.records import synthetic_records as records

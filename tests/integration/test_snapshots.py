@@ -4,8 +4,8 @@ import pytest
 
 from include.db import get_database
 from include.db.migrations import apply_migrations
-from include.registry import ImageRecord, write_records
-from include.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id, take_snapshot
+from include.registry.records import ImageRecord, write_records
+from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id, take_snapshot
 
 
 def record(n: int, label: str, split: str = "train") -> ImageRecord:

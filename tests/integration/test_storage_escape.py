@@ -14,8 +14,8 @@ import pytest
 from airflow.utils.state import DagRunState
 
 from include.config import settings
-from include.ingestion import ingest_file, move_files
-from include.ingestion_dag import build_ingestion_dag
+from include.ingestion.dag import build_ingestion_dag
+from include.ingestion.mover import ingest_file, move_files
 from include.storage import get_storage
 from include.storage.base import UnsafePathError
 from tests.support.files import jpeg, keys

@@ -23,10 +23,10 @@ from include.db import get_database
 from include.db.migrations import apply_migrations
 from include.ml.bundle import load_model, missing_files, read_metadata, save_model
 from include.ml.source import build_processor
-from include.registry import ImageRecord, write_records
-from include.snapshots import take_snapshot
+from include.registry.records import ImageRecord, write_records
+from include.registry.snapshots import take_snapshot
 from include.storage import get_storage
-from include.training_dag import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
+from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
 from tests.support.tiny_models import tiny_resnet
 
 

@@ -7,7 +7,7 @@ import importlib
 import multiprocessing
 import time
 
-from include.registry import ImageRecord
+from include.registry.records import ImageRecord
 
 
 def synthetic_records(start: int, stop: int, run_id: str = "run-1", split: str = "train") -> list[ImageRecord]:
@@ -34,7 +34,7 @@ def _write_range(conn_id: str, start: int, stop: int, batch: int, run_id: str, b
     """One writer process: rows start..stop in batches, one transaction and connection each, as a
     mapped register_batch task writes them."""
     from include.db import get_database
-    from include.registry import write_records
+    from include.registry.records import write_records
 
     # Warm up (driver and hook imports, first connection) before the start line: that is task
     # start-up, not the write path. pandas too: a task process has it from parsing the DAG file,

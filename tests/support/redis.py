@@ -1,6 +1,6 @@
 """A throwaway Redis (the Celery broker of the scale profile) for the tests; the launcher lives in
-``include.local_servers``, which ``make demo-scale`` uses too."""
+``launcher.servers``, which ``make demo-scale`` uses too."""
 
-from include.local_servers import REDIS_SERVER, running_redis
+from launcher.servers import REDIS_SERVER, running_redis
 
 __all__ = ["REDIS_SERVER", "running_redis"]

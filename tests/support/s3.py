@@ -1,5 +1,5 @@
 """A real S3 API endpoint for tests: moto's standalone server in its own process on 127.0.0.1
-(started by ``include.local_servers``), plus a TCP relay in front of it that a test can cut and
+(started by ``launcher.servers``), plus a TCP relay in front of it that a test can cut and
 restore, to make the endpoint go away mid-run while the server (and the objects in it) survive."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import contextlib
 import socket
 import threading
 
-from include.local_servers import free_port, running_s3_server
+from launcher.servers import free_port, running_s3_server
 
 __all__ = ["Relay", "running_s3_server"]
 

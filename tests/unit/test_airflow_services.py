@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from include.airflow_services import (
+from include.config import settings
+from launcher.services import (
     WORKER_NAME_VARIABLE,
     ComponentStopped,
     RunningServices,
@@ -20,7 +21,6 @@ from include.airflow_services import (
     celery_worker_commands,
     worker_hostname,
 )
-from include.config import settings
 
 
 def test_each_celery_worker_gets_its_own_name_pid_file_and_task_hostname(tmp_path: Path, monkeypatch):
@@ -36,7 +36,7 @@ def test_each_celery_worker_gets_its_own_name_pid_file_and_task_hostname(tmp_pat
         assert command[command.index("--celery-hostname") + 1].startswith(f"{name}@")
         assert command[command.index("--pid") + 1] == str(tmp_path / f"{name}.pid")
         assert "--skip-serve-logs" in command  # two log servers would both bind port 8793
-        assert extra["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "include.airflow_services.worker_hostname"
+        assert extra["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "launcher.services.worker_hostname"
     assert len({extra[WORKER_NAME_VARIABLE] for _, _, extra in workers}) == 3
 
 

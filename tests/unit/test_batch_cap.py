@@ -2,7 +2,7 @@
 
 import pytest
 
-from include.ingestion import MAX_MAPPED_BATCHES, batches, capped_batch_size
+from include.ingestion.mover import MAX_MAPPED_BATCHES, batches, capped_batch_size
 
 
 @pytest.mark.parametrize("files", [0, 1, 499, 500, 501, 64_000, 100_000, 512_001, 10_000_000])

@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from include.phantom import PhantomConfig, generate_dataset
-from include.phantom import anatomy as phantom_anatomy
-from include.phantom.anatomy import AXIAL_LEVELS_MM, TemplateNotFoundError, sample_contrast, slice_anatomy
-from include.phantom.generate import MANIFEST_COLUMNS, render_sample, sample_rng
-from include.phantom.lesions import GLIOMA_DURA_MARGIN_MM, paint_glioma, paint_meningioma
+from launcher.phantom import PhantomConfig, generate_dataset
+from launcher.phantom import anatomy as phantom_anatomy
+from launcher.phantom.anatomy import AXIAL_LEVELS_MM, TemplateNotFoundError, sample_contrast, slice_anatomy
+from launcher.phantom.generate import MANIFEST_COLUMNS, render_sample, sample_rng
+from launcher.phantom.lesions import GLIOMA_DURA_MARGIN_MM, paint_glioma, paint_meningioma
 
 SMALL = PhantomConfig(per_class=8, seed=1)
 KAGGLE_NAME = re.compile(r"^(glioma|meningioma) \(\d+\)\.jpg$")

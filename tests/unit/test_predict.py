@@ -1,4 +1,4 @@
-"""`make predict` / `python -m include.predict` on a real served bundle: the probabilities evaluation
+"""`make predict` / `python -m launcher.predict` on a real served bundle: the probabilities evaluation
 would compute, a readable table, JSON, and errors that say what to do. No Airflow in the process."""
 
 import io
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from include.deploy import LocalBundles
+from include.deploy.releases import LocalBundles
 from include.ml.bundle import DEPLOYMENT_FILE
-from include.predict import main
+from launcher.predict import main
 from tests.support.tiny_models import save_tiny_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def expected_probabilities(bundle: Path, paths: list[Path]) -> np.ndarray:
 
 RUN_WITHOUT_AIRFLOW = """
 import sys
-from include.predict import main
+from launcher.predict import main
 status = main(sys.argv[1:])
 loaded = sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))
 sys.stderr.write("AIRFLOW MODULES: %s\\n" % loaded)

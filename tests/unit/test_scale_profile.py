@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from include import scale_profile
+from launcher import scale_profile
 
 
 def test_scale_environment_is_celery_on_postgres_and_s3_with_the_one_variable():

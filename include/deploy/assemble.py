@@ -1,0 +1,108 @@
+"""What a release holds: the model's save_pretrained folder as it is, plus its label map, metrics,
+pictures, model card and deployment record, all written into a staging folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from include.db import RegistryDatabase
+from include.deploy.decision import Decision, PromotionError
+from include.deploy.model_card import CONFUSION_FILE, MODEL_CARD, ROC_FILE, model_card
+from include.ml import METRIC_NAMES
+from include.ml.bundle import DEPLOYMENT_FILE, label_names
+
+# What a bundle holds beyond the model's own save_pretrained directory (weights, config.json with
+# the label map, the image processor's preprocessor_config.json, mri_model.json).
+METRICS_FILE = "metrics.json"
+LABELS_FILE = "labels.json"
+
+
+def _read_artifact(uri: str | None) -> bytes | None:
+    """A picture the evaluation wrote: a local path, or a URI inside MRI_STORAGE_ROOT."""
+    if not uri:
+        return None
+    if "://" in uri:
+        from include.storage import get_storage
+
+        storage = get_storage()
+        return storage.read(storage.key(uri))
+    path = Path(uri)
+    return path.read_bytes() if path.is_file() else None
+
+
+def _labels(model_dir: Path) -> list[str]:
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise PromotionError(
+            f"{model_dir} has no config.json: models.path must be the model's save_pretrained folder "
+            "(include.ml.bundle.save_model writes one)."
+        )
+    return label_names(json.loads(config.read_text()).get("id2label") or {})
+
+
+def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release: str, staging: Path) -> None:
+    """Write the serving bundle of ``decision.model_id`` into ``staging`` (which must not exist yet).
+
+    The model's save_pretrained folder as it is (weights, config with the label map, image
+    processor config, mri_model.json), plus the label map on its own, the metrics, the ROC and
+    confusion pictures, a model card and the deployment record.
+    """
+    p = db.placeholder
+    [model] = db.fetch_all(
+        f"SELECT model_id, base_model, CAST(hyperparameters AS TEXT), train_snapshot, path, created_at "
+        f"FROM models WHERE model_id = {p}",
+        (decision.model_id,),
+    )
+    [result] = db.fetch_all(
+        f"SELECT result_id, test_snapshot, {', '.join(METRIC_NAMES)}, "
+        f"CAST(confusion_matrix AS TEXT), evaluated_at, images, roc_png, confusion_png FROM model_results "
+        f"WHERE result_id = {p}",
+        (decision.result_id,),
+    )
+    model_dir = Path(model[4])
+    if not model_dir.is_dir():
+        raise PromotionError(
+            f"Model {decision.model_id}'s folder {model_dir} (models.path) is missing; restore it, or let "
+            "deploy_best_model pick among models whose folders exist."
+        )
+    labels = _labels(model_dir)
+    shutil.copytree(model_dir, staging)
+    metrics = dict(zip(METRIC_NAMES, result[2:8], strict=True))
+    evaluation = {
+        "result_id": result[0],
+        "test_snapshot": result[1],
+        "metrics": metrics,
+        "confusion_matrix": json.loads(result[8]),
+        "evaluated_at": str(result[9]),
+        "images": result[10],
+    }
+    (staging / LABELS_FILE).write_text(json.dumps({"labels": labels, "id2label": dict(enumerate(labels))}, indent=2))
+    (staging / METRICS_FILE).write_text(json.dumps(evaluation, indent=2, default=str))
+    pictures = {}
+    for name, uri in ((ROC_FILE, result[11]), (CONFUSION_FILE, result[12])):
+        data = _read_artifact(uri)
+        if data:
+            (staging / name).write_bytes(data)
+            pictures[name] = True
+    deployment = {
+        "release": release,
+        "model_id": decision.model_id,
+        "promoted_at": datetime.now(UTC).isoformat(),
+        "run_id": run_id,
+        "metric": decision.metric,
+        "value": decision.value,
+        "margin": decision.margin,
+        "previous_model_id": decision.previous_model_id,
+        "previous_value": decision.previous_value,
+        "test_snapshot": decision.test_snapshot,
+        "train_snapshot": model[3],
+        "labels": labels,
+    }
+    card = model_card(
+        deployment, base_model=model[1], hyperparameters=json.loads(model[2]), evaluation=evaluation, pictures=pictures
+    )
+    (staging / MODEL_CARD).write_text(card)
+    (staging / DEPLOYMENT_FILE).write_text(json.dumps(deployment, indent=2))
