@@ -1,6 +1,12 @@
 # The same project on the official Airflow 2.11 image (Python 3.11), with the locked packages
 # and the CPU build of torch. Build: docker build -t mri-pipeline .
-FROM apache/airflow:2.11.0-python3.11
+#
+# The base image, by tag and, once read, by digest too, side by side so a version bump cannot leave
+# a stale digest behind. Read the digest where Docker Hub is reachable:
+#   docker buildx imagetools inspect apache/airflow:2.11.0-python3.11 --format '{{json .Manifest.Digest}}'
+# and pin it here as apache/airflow:2.11.0-python3.11@sha256:<digest>.
+ARG AIRFLOW_IMAGE=apache/airflow:2.11.0-python3.11
+FROM ${AIRFLOW_IMAGE}
 
 # The lock pins torch==2.13.0+cpu, which lives on PyTorch's CPU index, not on PyPI.
 COPY --chown=airflow:root requirements-lock.txt /opt/airflow/requirements-lock.txt
@@ -8,10 +14,24 @@ RUN pip install --no-cache-dir \
         --extra-index-url https://download.pytorch.org/whl/cpu \
         -r /opt/airflow/requirements-lock.txt
 
-COPY --chown=airflow:root dags/ /opt/airflow/dags/
-COPY --chown=airflow:root include/ /opt/airflow/include/
-COPY --chown=airflow:root sql/ /opt/airflow/sql/
-COPY --chown=airflow:root migrations/ /opt/airflow/migrations/
+# The code belongs to root and is read-only: tasks run as `airflow` (uid 50000, group 0) and cannot
+# rewrite it; group write goes too. Airflow still writes its own files (airflow.cfg, pid files) into
+# /opt/airflow, but the sticky bit keeps it from renaming or deleting root's folders there, and so
+# from swapping in a folder of its own. Python cannot write byte-code caches into read-only folders:
+# they are written once, here. /opt/airflow/data exists, owned by airflow, so that the volume
+# mounted there starts with that owner (a volume on a missing path would belong to root).
+COPY --chown=root:root dags/ /opt/airflow/dags/
+COPY --chown=root:root include/ /opt/airflow/include/
+COPY --chown=root:root sql/ /opt/airflow/sql/
+COPY --chown=root:root migrations/ /opt/airflow/migrations/
+USER 0
+RUN python -m compileall -q /opt/airflow/dags /opt/airflow/include \
+    && chown -R root:root /opt/airflow/dags /opt/airflow/include /opt/airflow/sql /opt/airflow/migrations \
+    && chmod -R a+rX,a-w /opt/airflow/dags /opt/airflow/include /opt/airflow/sql /opt/airflow/migrations \
+    && install -d -o 50000 -g 0 -m 0775 /opt/airflow/data \
+    && chown root:root /opt/airflow \
+    && chmod 1775 /opt/airflow
+USER 50000
 
 ENV PYTHONPATH=/opt/airflow \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
