@@ -20,10 +20,8 @@ def get_database(conn_id: str | None = None) -> RegistryDatabase:
 
     :param conn_id: an Airflow connection id; defaults to the configured MRI_DB_CONN_ID.
     """
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.hooks.base import BaseHook
-
     from include.config import settings
+    from include.wiring.compat import AirflowNotFoundException, BaseHook
 
     conn_id = conn_id or settings().db_conn_id
     try:

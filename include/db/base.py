@@ -10,9 +10,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.models.connection import Connection
+if TYPE_CHECKING:  # the SDK's Connection on Airflow 3, the model on Airflow 2: the same fields
+    from airflow.models.connection import Connection
 
 # Table and column names come from code constants, never from data; this is the check that they do.
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -5,13 +5,10 @@
 import logging
 
 import pandas as pd
-from airflow.decorators import task
-from airflow.exceptions import AirflowSkipException
-from airflow.models.dag import DAG
-from airflow.operators.python import get_current_context
 from astro import sql as aql
 
 from include.config import SQL_DIR, settings
+from include.wiring.compat import DAG, AirflowSkipException, get_current_context, task
 from include.wiring.datasets import MODEL_DEPLOYED, MODEL_EVALUATED
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on

@@ -6,10 +6,6 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
-from airflow.decorators import task
-from airflow.exceptions import AirflowSkipException
-from airflow.models.dag import DAG
-
 from include.config import settings
 from include.ingestion.mover import (
     batches,
@@ -23,6 +19,7 @@ from include.ingestion.mover import (
     write_pending_manifest,
 )
 from include.storage import get_storage
+from include.wiring.compat import DAG, AirflowSkipException, task
 from include.wiring.datasets import RAW
 from include.wiring.defaults import pipeline_dag
 

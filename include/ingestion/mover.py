@@ -70,7 +70,7 @@ def name_batch(keys: list[str]) -> None:
     ``batch_name``): printable, since a name that is not UTF-8 cannot be stored, and short, since
     rendered_map_index is VARCHAR(250) in the metadata DB. Airflow is imported here only: the rest
     of this module runs without it."""
-    from airflow.operators.python import get_current_context
+    from include.wiring.compat import get_current_context
 
     get_current_context()["batch_name"] = printable(keys[0], 120) if keys else ""
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from airflow.decorators import task
-from airflow.exceptions import AirflowFailException, AirflowSkipException
-from airflow.models.dag import DAG
-
 from include.config import settings
+from include.wiring.compat import DAG, AirflowFailException, AirflowSkipException, task
 from include.wiring.datasets import GATE_PASSED, IMAGES
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on

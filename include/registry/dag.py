@@ -7,8 +7,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pandas as pd
-from airflow.decorators import task
-from airflow.models.dag import DAG
 from astro import sql as aql
 
 from include.config import SQL_DIR, settings
@@ -22,6 +20,7 @@ from include.ingestion.mover import (
 )
 from include.storage import get_storage
 from include.storage.base import is_listable
+from include.wiring.compat import DAG, DATA_TRIGGERED_RUN, task
 from include.wiring.datasets import IMAGES, RAW
 from include.wiring.defaults import pipeline_dag
 from include.wiring.setup import apply_db_migrations, ensure_db_pool
@@ -53,15 +52,13 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             A run the mover's Dataset started reads only the mover's pending manifests: the files
             it moved. A manual run (or ``{"reconcile": true}`` in the run's conf, or a manifest
             asking for it) lists all of raw/<split>/, so a file put there by hand is found too."""
-            from airflow.utils.types import DagRunType
-
             from include.registry.records import plan_prefix, read_manifests, write_json
 
             storage, dag_run = get_storage(), context["dag_run"]
             manifests = [o.key for o in storage.list(pending_prefix(split))]
             keys, rescan = read_manifests(storage, manifests)
             asked = bool((dag_run.conf or {}).get("reconcile"))
-            reconcile = rescan or asked or (not manifests and dag_run.run_type != DagRunType.DATASET_TRIGGERED)
+            reconcile = rescan or asked or (not manifests and dag_run.run_type != DATA_TRIGGERED_RUN)
             if reconcile:
                 keys = [o.key for o in storage.list(f"raw/{split}")]
             # A hidden name is the temp file of a copy in progress: not a file to register yet.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from airflow.sensors.base import BaseSensorOperator
+    from include.wiring.compat import BaseSensorOperator
 
 # Names an uploader is still writing (write to a temp name, then rename) are not listed.
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload")

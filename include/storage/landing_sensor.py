@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from airflow.sensors.base import BaseSensorOperator
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from include.wiring.compat import BaseSensorOperator, BaseTrigger, TriggerEvent
 
 
 def has_waiting_file(root: str, conn_id: str | None, prefix: str) -> bool:

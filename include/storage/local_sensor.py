@@ -13,10 +13,8 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from airflow.sensors.base import BaseSensorOperator
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 from include.storage.base import StoredObject, visible
+from include.wiring.compat import BaseSensorOperator, BaseTrigger, TriggerEvent
 
 
 def has_complete_file(folder: str) -> bool:

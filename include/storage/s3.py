@@ -38,8 +38,7 @@ class S3Storage(Storage):
 
     @cached_property
     def client(self) -> Any:
-        from airflow.exceptions import AirflowNotFoundException
-        from airflow.hooks.base import BaseHook
+        from include.wiring.compat import AirflowNotFoundException, BaseHook
 
         # Without this check the hook falls back to ambient AWS credentials and every call fails
         # later with a boto error that names no setting.

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from airflow.decorators import task
-from airflow.exceptions import AirflowSkipException
-from airflow.models.dag import DAG
-from airflow.models.param import Param
-
 from include.config import settings
 from include.training.operators import (
     BaselineImageClassifierOperator,
     EvaluateImageClassifierOperator,
     FineTuneImageClassifierOperator,
 )
+from include.wiring.compat import DAG, AirflowSkipException, Param, task
 from include.wiring.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on

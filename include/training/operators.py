@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
-from airflow.models.baseoperator import BaseOperator
-
 from include.config import settings
+from include.wiring.compat import AirflowFailException, BaseOperator
 
 
 def _snapshot_data(split: str, snapshot_id: str | None) -> tuple[Any, Any, list[tuple[str, str]], Any]:

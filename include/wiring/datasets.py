@@ -5,7 +5,7 @@ Logical URIs rather than storage paths, so moving the storage or the database ke
 
 from __future__ import annotations
 
-from airflow.datasets import Dataset
+from include.wiring.compat import Dataset
 
 SPLITS = ("train", "test")
 

@@ -24,7 +24,7 @@ def pipeline_dag(dag_id: str, schedule: Any, doc_md: str, tags: list[str], **kwa
     :param doc_md: the DAG file's docstring, shown in the UI.
     :param kwargs: any other ``@dag`` argument (``params``...).
     """
-    from airflow.decorators import dag
+    from include.wiring.compat import dag
 
     return dag(
         dag_id=dag_id,

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.notifications.basenotifier import BaseNotifier
 
 from include.config import settings
 from include.files import atomic_write
 from include.names import safe_name
+from include.wiring.compat import BaseNotifier
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from airflow.decorators import task
-from airflow.models.dag import DAG
-
 from include.config import settings
 from include.db import RegistryDatabase, get_database
 from include.db.migrations import apply_migrations
+from include.wiring.compat import DAG, task
 from include.wiring.defaults import pipeline_dag
 
 log = logging.getLogger(__name__)
