@@ -1,18 +1,25 @@
-# The same project on the official Airflow 2.11 image (Python 3.11), with the locked packages
-# and the CPU build of torch. Build: docker build -t mri-pipeline .
+# The same project on the official Airflow image (Python 3.11), with the locked packages and the
+# CPU build of torch. Airflow 2.11.2 with the Astro SDK (the default):
+#   docker build -t mri-pipeline .
+# Airflow 3.3.2:
+#   docker build -t mri-pipeline:airflow3 --build-arg AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11 \
+#     --build-arg REQUIREMENTS=requirements-airflow3-lock.txt .
 #
 # The base image, by tag and, once read, by digest too, side by side so a version bump cannot leave
 # a stale digest behind. Read the digest where Docker Hub is reachable:
-#   docker buildx imagetools inspect apache/airflow:2.11.0-python3.11 --format '{{json .Manifest.Digest}}'
-# and pin it here as apache/airflow:2.11.0-python3.11@sha256:<digest>.
-ARG AIRFLOW_IMAGE=apache/airflow:2.11.0-python3.11
+#   docker buildx imagetools inspect apache/airflow:2.11.2-python3.11 --format '{{json .Manifest.Digest}}'
+# and pin it here as apache/airflow:2.11.2-python3.11@sha256:<digest>.
+ARG AIRFLOW_IMAGE=apache/airflow:2.11.2-python3.11
 FROM ${AIRFLOW_IMAGE}
+ARG REQUIREMENTS=requirements-lock.txt
 
-# The lock pins torch==2.13.0+cpu, which lives on PyTorch's CPU index, not on PyPI.
-COPY --chown=airflow:root requirements-lock.txt /opt/airflow/requirements-lock.txt
-RUN pip install --no-cache-dir \
+# The lock pins torch==2.13.0+cpu, which lives on PyTorch's CPU index, not on PyPI. --no-deps: the
+# lock is the whole resolved set, made with the override that lifts astro-sdk's stale flask-session
+# cap (overrides-airflow2.txt), which pip's own resolver would trip on.
+COPY --chown=root:root requirements-lock.txt requirements-airflow3-lock.txt /opt/airflow/
+RUN pip install --no-cache-dir --no-deps \
         --extra-index-url https://download.pytorch.org/whl/cpu \
-        -r /opt/airflow/requirements-lock.txt
+        -r /opt/airflow/${REQUIREMENTS}
 
 # The code belongs to root and is read-only: tasks run as `airflow` (uid 50000, group 0) and cannot
 # rewrite it; group write goes too. Airflow still writes its own files (airflow.cfg, pid files) into

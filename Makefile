@@ -5,16 +5,38 @@ SHELL := /bin/bash
 
 PROJECT := $(CURDIR)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Which Airflow: 2 (2.11.2 with the Astro SDK, the stack this project was asked for: the default) or
+# 3 (3.3.2, the supported line). Each has its own lock, venv and Airflow home; the registry, the
+# models and the production bundle under data/ are shared, so moving up keeps history.
+AIRFLOW ?= 2
+ifeq ($(AIRFLOW),2)
 VENV := $(PROJECT)/.venv
-BIN := $(VENV)/bin
 LOCK := requirements-dev-lock.txt
+RUNTIME_LOCK := requirements-lock.txt
+REQUIREMENTS := requirements.txt
+DEV_REQUIREMENTS := requirements-dev.txt
+# astro-sdk 1.9 caps flask-session below 0.6, which 2.11.1+ cannot meet; astro never imports it.
+OVERRIDES := --override overrides-airflow2.txt
+AIRFLOW_HOME ?= $(PROJECT)/.airflow
+else ifeq ($(AIRFLOW),3)
+VENV := $(PROJECT)/.venv-airflow3
+LOCK := requirements-airflow3-dev-lock.txt
+RUNTIME_LOCK := requirements-airflow3-lock.txt
+REQUIREMENTS := requirements-airflow3.txt
+DEV_REQUIREMENTS := requirements-airflow3-dev.txt
+OVERRIDES :=
+AIRFLOW_HOME ?= $(PROJECT)/.airflow-3
+else
+$(error AIRFLOW=$(AIRFLOW): use AIRFLOW=2 (2.11.2 with the Astro SDK, the default) or AIRFLOW=3 (3.3.2))
+endif
+export AIRFLOW_HOME
+BIN := $(VENV)/bin
 # The stamp names the lock's hash and the install recipe (-pyc): changing either reinstalls.
-INSTALLED := $(VENV)/.installed-$(shell sha256sum $(LOCK) | cut -c1-12)-pyc
+INSTALLED := $(VENV)/.installed-$(shell cat $(LOCK) $(if $(OVERRIDES),overrides-airflow2.txt) | sha256sum | cut -c1-12)-pyc
 # torch's CPU wheel: from the local wheel folder where there is one, else from PyTorch's CPU index.
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
 # The project's Airflow: everything inside the project, SQLite metadata, no example DAGs.
-export AIRFLOW_HOME ?= $(PROJECT)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(PROJECT)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS := False
@@ -41,12 +63,13 @@ install: $(INSTALLED)  ## create .venv and install the locked packages (idempote
 $(INSTALLED): $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --python $(BIN)/python --reinstall --compile-bytecode $(WHEELS) -r $(LOCK)
+	$(BIN)/uv pip install --python $(BIN)/python --reinstall --compile-bytecode $(WHEELS) $(OVERRIDES) -r $(LOCK)
 	rm -f $(VENV)/.installed-* && touch $@
 
-lock: install  ## re-resolve requirements*.txt into the lock files
-	$(BIN)/uv pip compile requirements.txt --python-version 3.11 $(WHEELS) -o requirements-lock.txt
-	$(BIN)/uv pip compile requirements-dev.txt -c requirements-lock.txt --python-version 3.11 $(WHEELS) -o requirements-dev-lock.txt
+# Run where the lock files are: uv keeps their pins as preferences, so a re-run changes only what must.
+lock: install  ## re-resolve the requirements of this AIRFLOW into its lock files
+	$(BIN)/uv pip compile $(REQUIREMENTS) --python-version 3.11 $(WHEELS) $(OVERRIDES) -o $(RUNTIME_LOCK)
+	$(BIN)/uv pip compile $(DEV_REQUIREMENTS) -c $(RUNTIME_LOCK) --python-version 3.11 $(WHEELS) $(OVERRIDES) -o $(LOCK)
 
 # Airflow's metadata DB is migrated once per configured database, not per file: the stamp names the
 # hash of the connection string, so switching to the Postgres profile in the same checkout migrates it.

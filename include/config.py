@@ -175,7 +175,7 @@ class Settings:
         "MRI_DB_POOL",
         "mri_db",
         _text,
-        "Pool every task that opens the registry database runs in; ensure_db_pool sizes it to the "
+        "Pool every task that opens the registry database runs in; `make migrate` sizes it to the "
         "backend's pool_slots (DuckDB 1, Postgres 32), see include/db.",
     )
     storage_root: str = _setting(

@@ -1,4 +1,4 @@
-"""``python -m include.db migrate``: apply the migrations and size the pool, outside any DAG."""
+"""``python -m include.db migrate``: apply the migrations and create or resize the pools, outside any DAG."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import argparse
 import logging
 import sys
 
-from include.config import settings
 from include.db import get_database
 from include.db.migrations import apply_migrations
-from include.wiring.setup import size_pool
+from include.wiring.setup import create_pools
 
 
 def main() -> int:
@@ -20,7 +19,7 @@ def main() -> int:
     db = get_database()
     applied = apply_migrations(db)
     logging.info("%r: applied %s", db, applied or "nothing, schema is current")
-    size_pool(db, settings().db_pool)
+    create_pools(db)
     return 0
 
 

@@ -156,5 +156,12 @@ class RegistryDatabase(ABC):
             cursor.execute(sql, parameters)
             return cursor.fetchall()
 
+    def fetch_records(self, sql: str, parameters: tuple | list | None = None) -> list[dict[str, Any]]:
+        """Like :meth:`fetch_all`, each row a dict keyed by the query's column names."""
+        with self.transaction() as cursor:
+            cursor.execute(sql, parameters)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r}, at={self.describe()!r})"

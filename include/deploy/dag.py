@@ -5,20 +5,21 @@
 import logging
 
 import pandas as pd
-from astro import sql as aql
 
-from include.config import SQL_DIR, settings
+from include.config import settings
 from include.wiring.compat import DAG, AirflowSkipException, get_current_context, task
 from include.wiring.datasets import MODEL_DEPLOYED, MODEL_EVALUATED
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on
-from include.wiring.setup import apply_db_migrations, ensure_db_pool
+from include.wiring.setup import apply_db_migrations
+from include.wiring.sql import sql_dataframe
 
 log = logging.getLogger(__name__)
 
 
 def build_deploy_dag(doc_md: str) -> DAG:
-    """``aql.transform`` ranks, ``aql.dataframe`` decides, one task promotes and emits ``model_deployed``.
+    """SQL ranks, a DataFrame step decides (the Astro SDK on Airflow 2, see include/wiring/sql.py), one
+    task promotes and emits ``model_deployed``.
 
     :param doc_md: the DAG file's docstring, shown in the UI.
     """
@@ -29,14 +30,8 @@ def build_deploy_dag(doc_md: str) -> DAG:
     # One decision at a time: a second run would compare against a production that is changing.
     @pipeline_dag("deploy_best_model", [MODEL_EVALUATED], doc_md, ["deploy"])
     def deploy():
-        @aql.transform(conn_id=cfg.db_conn_id, **in_db_pool)
-        def pick_best_model(metric: str):
-            """The SQL file's {{ metric }} is bound to the argument by the Astro SDK, not pasted in."""
-            return (SQL_DIR / "pick_best_model.sql").read_text()
-
-        # The task functions are named apart from the include.deploy.promotion functions they call; the task ids
+        # The task functions are named apart from the include.deploy functions they call; the task ids
         # (decide, promote) stay the ones the notifications' templates and the UI name.
-        @aql.dataframe(task_id="decide", multiple_outputs=False, **in_db_pool)
         def decide_on_ranking(ranking: pd.DataFrame) -> dict:
             """Promote or not, and why; a "no" is recorded here, a "yes" by the promotion itself."""
             from include.db import get_database
@@ -92,14 +87,16 @@ def build_deploy_dag(doc_md: str) -> DAG:
                 "previous_model_id": chosen.previous_model_id,
             }
 
-        schema_ready = ensure_db_pool() >> apply_db_migrations()
-        ranking = pick_best_model(cfg.selection_metric)
-        schema_ready >> ranking
-        promoted = promote_decided_model(decide_on_ranking(ranking))
-        # A teardown drops the ranking's temp table right away, even if deciding or promoting failed,
-        # and never decides the run's state.
-        promoted >> aql.cleanup(tables_to_cleanup=[ranking], run_sync_mode=True, **in_db_pool).as_teardown(
-            setups=ranking
+        # The metric is bound as a value into the SQL file's {{ metric }}, never pasted in.
+        ranking, decision = sql_dataframe(
+            "pick_best_model.sql",
+            {"metric": cfg.selection_metric},
+            decide_on_ranking,
+            sql_task_id="pick_best_model",
+            task_id="decide",
+            pool=cfg.db_pool,
         )
+        apply_db_migrations() >> ranking
+        promote_decided_model(decision)
 
     return deploy()

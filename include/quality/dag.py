@@ -11,7 +11,7 @@ from include.wiring.compat import DAG, AirflowFailException, AirflowSkipExceptio
 from include.wiring.datasets import GATE_PASSED, IMAGES
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on
-from include.wiring.setup import apply_db_migrations, ensure_db_pool
+from include.wiring.setup import apply_db_migrations
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def build_quality_gate_dag(split: str, doc_md: str) -> DAG:
             log.info("New gated snapshot %s of %s: %s images", gate["snapshot"][:12], split, gate["images"])
             return gate["snapshot"]
 
-        ensure_db_pool() >> apply_db_migrations() >> announce(validate_snapshot())
+        apply_db_migrations() >> announce(validate_snapshot())
 
     return quality_gate()
 
@@ -85,6 +85,6 @@ def build_quality_report_dag(doc_md: str) -> DAG:
             log.info("Data Docs index: %s", next(iter(outcomes.values())).index)
             return {split: outcome.summary() for split, outcome in outcomes.items()}
 
-        ensure_db_pool() >> apply_db_migrations() >> validate_both_splits()
+        apply_db_migrations() >> validate_both_splits()
 
     return data_quality_report()

@@ -7,9 +7,8 @@ from collections import Counter
 from datetime import timedelta
 
 import pandas as pd
-from astro import sql as aql
 
-from include.config import SQL_DIR, settings
+from include.config import settings
 from include.ingestion.mover import (
     batches,
     capped_batch_size,
@@ -23,7 +22,8 @@ from include.storage.base import is_listable
 from include.wiring.compat import DAG, DATA_TRIGGERED_RUN, task
 from include.wiring.datasets import IMAGES, RAW
 from include.wiring.defaults import pipeline_dag
-from include.wiring.setup import apply_db_migrations, ensure_db_pool
+from include.wiring.setup import apply_db_migrations
+from include.wiring.sql import sql_dataframe
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,6 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
                 "quarantined": first_reasons((r.uri, r.reason) for r in records if r.reason),
             }
 
-        @aql.transform(conn_id=cfg.db_conn_id, **in_db_pool)
-        def summarize_registry(split: str):
-            """The SQL file's {{ split }} is bound to the argument by the Astro SDK, not pasted in."""
-            return (SQL_DIR / "registry_summary.sql").read_text()
-
-        @aql.dataframe(outlets=[IMAGES[split]], multiple_outputs=False, **in_db_pool)
         def publish_summary(summary: pd.DataFrame) -> dict:
             """Runs after every batch committed: the Dataset tells the quality gate rows are there."""
             counts = {f"{row.status}/{row.label}": int(row.images) for row in summary.itertuples()}
@@ -145,19 +139,22 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
                 storage.delete(key)
             return len(manifests)
 
-        schema_ready = ensure_db_pool() >> apply_db_migrations()
+        schema_ready = apply_db_migrations()
         listed = list_raw_files()
         planned = plan_batches(listed)
         schema_ready >> planned
         registered = register_batch.expand(batch=planned)
-        summary_table = summarize_registry(split)
-        registered >> summary_table
-        published = publish_summary(summary_table)
-        published >> finish_registration(listed, planned)
-        # A teardown drops exactly the summary's temp table, right away (no waiting, no retries
-        # spent), runs even if publishing failed, and never decides the run's state.
-        published >> aql.cleanup(tables_to_cleanup=[summary_table], run_sync_mode=True, **in_db_pool).as_teardown(
-            setups=summary_table
+        # The split is bound as a value into the SQL file's {{ split }}, never pasted in.
+        summary, published = sql_dataframe(
+            "registry_summary.sql",
+            {"split": split},
+            publish_summary,
+            sql_task_id="summarize_registry",
+            task_id="publish_summary",
+            pool=cfg.db_pool,
+            outlets=[IMAGES[split]],
         )
+        registered >> summary
+        published >> finish_registration(listed, planned)
 
     return preprocess()

@@ -18,7 +18,7 @@ from include.wiring.compat import DAG, AirflowSkipException, Param, task
 from include.wiring.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on
-from include.wiring.setup import apply_db_migrations, ensure_db_pool
+from include.wiring.setup import apply_db_migrations
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +31,6 @@ SWEEP_ENTRY_LABEL = (
     "{{ ('entry ' ~ ti.map_index ~ ', lr ' ~ (task.hyperparameters or {}).get('learning_rate', 'default'))[:100] }}"
 )
 OWN = {name: f"{{{{ ti.xcom_pull(task_ids=ti.task_id)['{name}'] }}}}" for name in ("model_id", "roc_auc", "accuracy")}
-
-
-@task(multiple_outputs=False)
-def ensure_training_pool() -> dict:
-    """Create or resize the training pool (outside it: a task in a missing pool is never scheduled)."""
-    from airflow.models.pool import Pool
-
-    cfg = settings()
-    Pool.create_or_update_pool(
-        name=cfg.training_pool,
-        slots=cfg.training_pool_slots,
-        description="Fine-tune tasks: each takes every core it is given (MRI_TRAINING_POOL_SLOTS at a time)",
-        include_deferred=False,
-    )
-    log.info("Pool %s has %s slots", cfg.training_pool, cfg.training_pool_slots)
-    return {"pool": cfg.training_pool, "slots": cfg.training_pool_slots}
 
 
 def build_train_model_dag(doc_md: str) -> DAG:
@@ -130,7 +114,7 @@ def build_train_model_dag(doc_md: str) -> DAG:
             log.info("%s", message)
             return {"models": [r["model_id"] for r in results], "message": message}
 
-        ensure_db_pool() >> apply_db_migrations() >> ensure_training_pool() >> plan
+        apply_db_migrations() >> plan
         publish_models(fine_tune.output)
 
     return train_model()
@@ -155,7 +139,7 @@ def build_test_baseline_dag(doc_md: str) -> DAG:
                 failure="evaluating the baseline failed",
             ),
         )
-        ensure_db_pool() >> apply_db_migrations() >> prepared >> evaluate
+        apply_db_migrations() >> prepared >> evaluate
 
     return test_baseline_model()
 
@@ -218,7 +202,7 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
             log.info("%s", message)
             return {"results": [r["result_id"] for r in results], "baseline": baseline, "message": message}
 
-        ensure_db_pool() >> apply_db_migrations() >> found
+        apply_db_migrations() >> found
         publish_results(evaluate.output)
 
     return test_fine_tuned_model()

@@ -1,13 +1,17 @@
-"""The two tasks that prepare the registry at the start of every DAG that uses it, and the
-``registry_setup`` DAG that runs only them.
+"""What prepares the registry: its pools (made at setup, outside any task), the migrations task
+every DAG that uses the registry starts with, and the ``registry_setup`` DAG that runs only it.
 
-``ensure_db_pool`` runs outside the pool (a task in a missing pool is never scheduled) and sizes
-it for the backend; ``apply_db_migrations`` then opens the database inside the pool.
+A task in a missing pool is never scheduled (the DAG shows a "non-existent pool" warning), and
+Airflow 3 lets no task create one: ``make migrate`` and the launcher call :func:`create_pools`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+import tempfile
 
 from include.config import settings
 from include.db import RegistryDatabase, get_database
@@ -18,29 +22,41 @@ from include.wiring.defaults import pipeline_dag
 log = logging.getLogger(__name__)
 
 
-def size_pool(db: RegistryDatabase, pool_name: str) -> None:
-    """Create or resize ``pool_name`` to the backend's ``pool_slots``.
+def pools(db: RegistryDatabase) -> dict[str, dict]:
+    """The pools the DAGs use, as ``airflow pools import`` reads them: the registry's sized for its
+    backend (1 slot for an embedded file, many for a server), the training pool from the settings."""
+    cfg = settings()
+    return {
+        cfg.db_pool: {
+            "slots": db.pool_slots,
+            "description": f"Tasks that open the registry database ({db.conn_type}, {db.pool_slots} at a time)",
+            "include_deferred": False,
+        },
+        cfg.training_pool: {
+            "slots": cfg.training_pool_slots,
+            "description": "Fine-tune tasks: each takes every core it is given (MRI_TRAINING_POOL_SLOTS at a time)",
+            "include_deferred": False,
+        },
+    }
 
-    :param db: the registry database.
-    :param pool_name: the pool every registry task runs in.
+
+def create_pools(db: RegistryDatabase) -> dict[str, dict]:
+    """Create or resize :func:`pools` through Airflow's CLI, which both majors keep.
+
+    Never from a task: Airflow 3 gives tasks no metadata database, so pools are made at setup
+    (``make migrate``, the launcher, ``airflow_settings.yaml`` for ``astro dev start``).
     """
-    from airflow.models.pool import Pool
-
-    Pool.create_or_update_pool(
-        name=pool_name,
-        slots=db.pool_slots,
-        description=f"Tasks that open the registry database ({db.conn_type}, {db.pool_slots} at a time)",
-        include_deferred=False,
-    )
-    log.info("Pool %s has %s slots for %r", pool_name, db.pool_slots, db)
-
-
-@task(multiple_outputs=False)
-def ensure_db_pool() -> dict:
-    """Create or resize the registry pool: 1 slot for an embedded file, many for a server."""
-    db = get_database()
-    size_pool(db, settings().db_pool)
-    return {"pool": settings().db_pool, "slots": db.pool_slots, "backend": db.conn_type}
+    wanted = pools(db)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="mri-pools-") as spec:
+        json.dump(wanted, spec)
+        spec.flush()
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", "pools", "import", spec.name], capture_output=True, text=True
+        )
+    if done.returncode:
+        raise RuntimeError(f"`airflow pools import` failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+    log.info("Pools: %s", ", ".join(f"{name} ({pool['slots']} slots)" for name, pool in wanted.items()))
+    return wanted
 
 
 @task(pool=settings().db_pool)
@@ -57,6 +73,6 @@ def build_registry_setup_dag(doc_md: str) -> DAG:
 
     @pipeline_dag("registry_setup", None, doc_md, ["registry", "setup"])
     def registry_setup():
-        ensure_db_pool() >> apply_db_migrations()
+        apply_db_migrations()
 
     return registry_setup()

@@ -192,7 +192,7 @@ def test_content_in_both_splits_is_flagged_as_leakage(registry):
 def test_every_registry_task_runs_in_the_db_pool_and_only_those():
     dag = build_preprocess_dag("train", "t")
     pools = {t.task_id: t.pool for t in dag.tasks}
-    outside = {"list_raw_files", "ensure_db_pool"}
+    outside = {"list_raw_files"}
     assert {tid for tid, pool in pools.items() if pool != settings().db_pool} == outside
 
 

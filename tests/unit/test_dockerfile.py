@@ -116,10 +116,14 @@ def test_secrets_stay_out_of_the_build_context():
         assert pattern in ignored, f".dockerignore must exclude {pattern}: docker build would send it to the daemon"
 
 
-def test_image_installs_the_runtime_lock_with_cpu_torch():
-    assert "-r /opt/airflow/requirements-lock.txt" in DOCKERFILE
+def test_image_installs_a_runtime_lock_with_cpu_torch():
+    """Airflow 2's lock by default, Airflow 3's with --build-arg REQUIREMENTS=requirements-airflow3-lock.txt."""
+    assert "ARG REQUIREMENTS=requirements-lock.txt" in DOCKERFILE
+    assert "-r /opt/airflow/${REQUIREMENTS}" in DOCKERFILE
     assert "download.pytorch.org/whl/cpu" in DOCKERFILE
-    assert "torch==2.13.0+cpu" in (ROOT / "requirements-lock.txt").read_text()
+    for lock in ("requirements-lock.txt", "requirements-airflow3-lock.txt"):
+        assert "torch==2.13.0+cpu" in (ROOT / lock).read_text()
+        assert lock in DOCKERFILE
 
 
 def test_the_image_holds_no_launcher_code():
