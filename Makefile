@@ -92,8 +92,8 @@ phantom: install  ## generate the phantom MRI data set into data/phantom (330 pe
 demo: migrate  ## the whole pipeline on the embedded defaults (real scheduler + triggerer); KEEP_UI=1 keeps the UI up; DEMO_ARGS="--per-class 50"
 	$(BIN)/python -m launcher.demo $(if $(KEEP_UI),--keep-ui) $(DEMO_ARGS)
 
-predict: install  ## class probabilities of IMAGES="a.jpg b.png" from the production bundle; JSON=1 for JSON
-	$(BIN)/python -m launcher.predict $(if $(JSON),--json) $(IMAGES)
+predict: install  ## class probabilities from the production bundle of IMAGES: a file, a folder, one name per line, or "a.jpg b.png" (never run by the shell); JSON=1 for JSON
+	@$(BIN)/python -m launcher.predict $(if $(JSON),--json) --images-env IMAGES
 
 demo-scale: install system-deps  ## the same pipeline on CeleryExecutor (Redis, 2 workers), PostgreSQL and S3, all started here
 	$(BIN)/python -m launcher.scale_profile

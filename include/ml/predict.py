@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 WIDE_GRAYSCALE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
-def open_image(data: bytes) -> Image.Image:
+class ImageTooLarge(ValueError):
+    """An image with more pixels than allowed, refused from its header before any pixel is decoded."""
+
+
+def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
     """Decode ``data`` into an 8-bit RGB image, whatever its mode.
 
     16-bit (and 32-bit) grayscale is scaled by the image's own maximum: MRI exports often keep
@@ -29,8 +33,19 @@ def open_image(data: bytes) -> Image.Image:
     ResNet expects 3 channels; a grayscale image given to it as is fails or is misread.
 
     :param data: the file's bytes (JPEG, PNG, anything PIL decodes).
+    :param max_pixels: refuse (ImageTooLarge) an image whose header declares more pixels than this
+        (MRI_MAX_IMAGE_PIXELS), before decoding: a small file can declare a huge image.
     """
-    image = Image.open(io.BytesIO(data))
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as err:  # PIL's own limit, over twice Image.MAX_IMAGE_PIXELS
+        raise ImageTooLarge(f"too large to decode ({err})") from None
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"too large: {width}x{height} = {width * height} pixels, over MRI_MAX_IMAGE_PIXELS={max_pixels} "
+            "(refused from its header, not decoded)"
+        )
     image.load()
     if image.mode in WIDE_GRAYSCALE_MODES:
         pixels = np.asarray(image, dtype=np.float64)

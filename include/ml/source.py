@@ -73,8 +73,9 @@ def _from_pretrained(location: str, labels: tuple[str, ...], local: bool) -> tup
 
     hf_logging.disable_progress_bar()
     # A checkpoint with another head (1000 ImageNet classes, or other labels) gets a new one.
+    # Safetensors only: a pickled pytorch_model.bin can run code when it is loaded.
     model = AutoModelForImageClassification.from_pretrained(
-        location, local_files_only=local, ignore_mismatched_sizes=True, **label_maps(labels)
+        location, local_files_only=local, ignore_mismatched_sizes=True, use_safetensors=True, **label_maps(labels)
     )
     try:
         processor = AutoImageProcessor.from_pretrained(location, local_files_only=local, backend="pil")
