@@ -289,6 +289,14 @@ class Settings:
         "The best model replaces production only if it beats it by more than this, on the same test "
         "snapshot and metric (0: any strict improvement). Keeps production from flapping on noise.",
     )
+    min_gain_over_baseline: float = _setting(
+        "MRI_MIN_GAIN_OVER_BASELINE",
+        0.05,
+        _margin,
+        "A model is promoted only if it beats the untrained baseline (test_baseline_model) by at least "
+        "this, on the same test snapshot and MRI_SELECTION_METRIC (default 0.05 ROC AUC); without a "
+        "baseline result on that snapshot nothing is promoted.",
+    )
     publish_target: str = _setting(
         "MRI_PUBLISH_TARGET",
         "none",

@@ -118,6 +118,11 @@ class RegistryDatabase(ABC):
     def lock_for_migrations(self, cursor: Any) -> None:  # noqa: B027 (an optional hook, empty on purpose)
         """Keep concurrent migration runners apart; nothing to do where the pool already does."""
 
+    def lock_for_promotion(self, cursor: Any) -> None:  # noqa: B027 (an optional hook, empty on purpose)
+        """Make promotions wait for each other until the commit, so each reads the production the
+        previous one committed; nothing to do where one writer runs at a time (DuckDB: the file lock
+        and the 1-slot pool)."""
+
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         """Yield a cursor inside one transaction: committed on success, rolled back on any error."""

@@ -5,6 +5,9 @@ Invariants:
 - Every table a migration creates is copied (images, image_files, quality_runs, models,
   model_results, and whatever later migrations add); views and Airflow's or the Astro SDK's own
   tables are not. The target is migrated first, so it has every column the source has.
+- The merge keeps the registry's invariants, or nothing is written (checked before the target is
+  even migrated): at most one model in stage production, and no model whose stage differs between
+  source and target (the target's row would be kept, so the source's stage would be silently lost).
 - Only rows whose primary key is not in the target yet are written (through the backend layer's
   ``insert_new_rows`` where the key is one column): a second run writes nothing, and rows the
   target already has are kept as they are, never overwritten.
@@ -162,8 +165,51 @@ def copy_table(source: RegistryDatabase, target: RegistryDatabase, table: str) -
     )
 
 
+def model_stages(db: RegistryDatabase) -> dict[str, str]:
+    """``model_id -> stage`` of every model in ``db``; empty where there is no ``models`` table yet."""
+    if not TableReader(db, "models").exists:
+        return {}
+    return dict(db.fetch_all("SELECT model_id, stage FROM models"))
+
+
+def merge_conflicts(source: dict[str, str], target: dict[str, str]) -> list[str]:
+    """What copying models with stages ``source`` into ``target`` would break, one sentence each.
+
+    The copy keeps the target's row where both have a model, so the merged stages are the target's
+    plus the source's models the target lacks.
+    """
+    problems = []
+    differ = sorted(model for model in source.keys() & target.keys() if source[model] != target[model])
+    if differ:
+        problems.append(
+            "models: stages differ for "
+            + ", ".join(f"{model} ({source[model]} in FROM, {target[model]} in TO)" for model in differ)
+        )
+    merged = {**source, **target}
+    production = sorted(model for model, stage in merged.items() if stage == "production")
+    if len(production) > 1:
+        where = ", ".join(
+            f"{model} ({' and '.join(side for side, stages in (('FROM', source), ('TO', target)) if model in stages)})"
+            for model in production
+        )
+        problems.append(f"models: {len(production)} models would be in stage production: {where}")
+    return problems
+
+
+def check_merge(source: RegistryDatabase, target: RegistryDatabase) -> None:
+    """Raise CopyError naming each broken invariant, before anything is written to ``target``."""
+    problems = merge_conflicts(model_stages(source), model_stages(target))
+    if problems:
+        raise CopyError(
+            f"Copying {source.conn_id!r} into {target.conn_id!r} would break the registry: {'; '.join(problems)}. "
+            "Nothing was written. A registry serves one production model, and promotion (deploy_best_model) "
+            "is what changes stages: copy into an empty registry, or set the stages on one side by hand "
+            "('archived' for all but one production model) and copy again."
+        )
+
+
 def copy_registry(source_conn_id: str, target_conn_id: str) -> list[TableCopy]:
-    """Migrate the target, copy every registry table the source has, and verify each.
+    """Check the merge, migrate the target, copy every registry table the source has, and verify each.
 
     :param source_conn_id: Airflow connection of the registry to copy from (read only).
     :param target_conn_id: Airflow connection of the registry to copy into.
@@ -171,6 +217,7 @@ def copy_registry(source_conn_id: str, target_conn_id: str) -> list[TableCopy]:
     if source_conn_id == target_conn_id:
         raise CopyError(f"FROM and TO are both {source_conn_id!r}; name two registry connections.")
     source, target = get_database(source_conn_id), get_database(target_conn_id)
+    check_merge(source, target)
     applied = apply_migrations(target)
     log.info("Copying %r -> %r (migrations applied to the target now: %s)", source, target, applied or "none")
     results = [result for table in registry_tables() if (result := copy_table(source, target, table))]
@@ -203,7 +250,11 @@ def main() -> int:
     parser.add_argument("--to", dest="target", required=True, help="connection id to copy into, e.g. mri_pg")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = copy_registry(args.source, args.target)
+    try:
+        results = copy_registry(args.source, args.target)
+    except CopyError as err:
+        log.error("%s", err)
+        return 1
     for line in report(results):
         log.info("%s", line)
     differ = [r.table for r in results if not r.verified]

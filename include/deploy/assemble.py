@@ -1,5 +1,6 @@
 """What a release holds: the model's save_pretrained folder as it is, plus its label map, metrics,
-pictures, model card and deployment record, all written into a staging folder."""
+pictures, model card and deployment record, all written into a staging folder; and the check that
+the staged folder serves (:func:`check_release`) before anything points at it."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from include.db import RegistryDatabase
 from include.deploy.decision import Decision, PromotionError
 from include.deploy.model_card import CONFUSION_FILE, MODEL_CARD, ROC_FILE, model_card
 from include.ml import METRIC_NAMES
-from include.ml.bundle import DEPLOYMENT_FILE, label_names
+from include.ml.bundle import DEPLOYMENT_FILE, label_names, missing_files
 
 # What a bundle holds beyond the model's own save_pretrained directory (weights, config.json with
 # the label map, the image processor's preprocessor_config.json, mri_model.json).
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
+# Side of the synthetic probe image a staged release must classify before it is served.
+PROBE_SIDE = 64
 
 
 def _read_artifact(uri: str | None) -> bytes | None:
@@ -106,3 +109,53 @@ def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release:
     )
     (staging / MODEL_CARD).write_text(card)
     (staging / DEPLOYMENT_FILE).write_text(json.dumps(deployment, indent=2))
+
+
+def probe_image():
+    """A small synthetic grey-level image (a gradient with a bright disc), RGB as ``open_image`` gives."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:PROBE_SIDE, 0:PROBE_SIDE]
+    pixels = (x * 2 + y) % 256
+    pixels[(x - PROBE_SIDE / 2) ** 2 + (y - PROBE_SIDE / 2) ** 2 < (PROBE_SIDE / 4) ** 2] = 230
+    return Image.fromarray(pixels.astype(np.uint8)).convert("RGB")
+
+
+def check_release(staging: Path, model_id: str) -> None:
+    """Refuse (PromotionError) a staged release that would not serve: every file a bundle needs
+    (``include.ml.bundle.missing_files``), a real load (``load_model``: local files, safetensors
+    only) and one forward pass on :func:`probe_image` giving one finite probability per label.
+    What ``make predict`` does first, done before the switch instead of after it."""
+    missing = missing_files(staging)
+    if missing:
+        raise PromotionError(
+            f"The release of {model_id} is incomplete, missing: {', '.join(missing)}. Its models.path folder "
+            "must be a whole bundle written by include.ml.bundle.save_model (train_model writes one); "
+            "re-train it, or restore the folder, then run deploy_best_model again."
+        )
+    import numpy as np
+
+    from include.ml.bundle import load_model
+    from include.ml.predict import predict_proba
+
+    try:
+        loaded = load_model(staging)
+    except Exception as err:
+        raise PromotionError(
+            f"The release of {model_id} cannot be loaded ({' '.join(str(err).split())}); restore or re-train "
+            "the model's folder (models.path), then run deploy_best_model again."
+        ) from err
+    labels = loaded.model.config.num_labels
+    try:
+        probabilities = predict_proba(loaded.model, loaded.processor, [probe_image()])
+    except Exception as err:
+        raise PromotionError(
+            f"The release of {model_id} loads but fails on a probe image ({' '.join(str(err).split())}); "
+            "its image processor or weights do not fit its config. Re-train it, then run deploy_best_model again."
+        ) from err
+    if probabilities.shape != (1, labels) or not np.all(np.isfinite(probabilities)):
+        raise PromotionError(
+            f"The release of {model_id} answers a probe image with {probabilities.tolist()} (shape "
+            f"{probabilities.shape}), not {labels} finite probabilities; re-train it, then run deploy_best_model again."
+        )

@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 
 from include.config import settings
-from include.wiring.compat import DAG, AirflowSkipException, get_current_context, task
+from include.wiring.compat import DAG, AirflowFailException, AirflowSkipException, get_current_context, task
 from include.wiring.datasets import MODEL_DEPLOYED, MODEL_EVALUATED
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on
@@ -37,10 +37,19 @@ def build_deploy_dag(doc_md: str) -> DAG:
             from include.db import get_database
             from include.deploy.decision import decide
             from include.deploy.promotion import production_model_id, record_decision
+            from include.training.records import latest_result
 
             db = get_database()
+            rows = ranking.to_dict("records")
+            # The untrained baseline on the ranking's snapshot (one snapshot: the latest gated one).
+            baseline = latest_result(db, "baseline", rows[0]["test_snapshot"]) if rows else None
             decision = decide(
-                ranking.to_dict("records"), production_model_id(db), cfg.selection_metric, cfg.promotion_margin
+                rows,
+                production_model_id(db),
+                cfg.selection_metric,
+                cfg.promotion_margin,
+                baseline=baseline,
+                min_gain_over_baseline=cfg.min_gain_over_baseline,
             )
             log.info("%s: %s", "PROMOTE" if decision.promote else "KEEP", decision.reason)
             if not decision.promote:
@@ -60,7 +69,7 @@ def build_deploy_dag(doc_md: str) -> DAG:
         def promote_decided_model(decision: dict, **context) -> dict:
             """Stages in one transaction, the bundle switched inside it; skipped (no Dataset event) on "no"."""
             from include.db import get_database
-            from include.deploy.decision import Decision
+            from include.deploy.decision import Decision, PromotionError
             from include.deploy.mirror import MirrorError, publisher
             from include.deploy.promotion import promote, reconcile
             from include.deploy.releases import LocalBundles
@@ -77,6 +86,10 @@ def build_deploy_dag(doc_md: str) -> DAG:
                 # Production changed: succeed (model_deployed is emitted) and say what was not copied.
                 log.error("Production changed, but %s", err)
                 release, mirror = err.release, f"; WARNING: {err}"
+            except PromotionError as err:
+                # A refused release, production changed meanwhile, a hand-made `current`: a retry
+                # would meet the same; production is unchanged and the message says what to do.
+                raise AirflowFailException(f"Not promoted: {err}") from err
             log.info("Serving %s from %s", chosen.model_id, bundles.release_dir(release))
             return {
                 "mirror": mirror,

@@ -134,6 +134,9 @@ def build_test_baseline_dag(doc_md: str) -> DAG:
             task_id="evaluate_baseline",
             model_id="{{ ti.xcom_pull(task_ids='prepare_baseline')['model_id'] }}",
             pool=cfg.db_pool,
+            # Deploying compares with the baseline: a baseline result arriving after the fine-tuned
+            # ones must start the decision again.
+            outlets=[MODEL_EVALUATED],
             **notify_on(
                 success=f"baseline {OWN['model_id']}: ROC AUC {OWN['roc_auc']}, accuracy {OWN['accuracy']}",
                 failure="evaluating the baseline failed",

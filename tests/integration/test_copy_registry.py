@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from include.db import get_database
-from include.db.copy import copy_registry, main, registry_tables
+from include.db.copy import CopyError, copy_registry, main, registry_tables
 from include.db.migrations import apply_migrations
 
 HOSTILE = "glioma (8)'); DROP TABLE images;--\twith a tab\nand a newline \\N and a backslash \\"
@@ -164,14 +164,14 @@ def test_copy_keeps_rows_the_target_has_and_reports_them_when_they_differ(duckdb
     with target.transaction() as cursor:
         cursor.execute(
             "INSERT INTO models (model_id, base_model, hyperparameters, train_snapshot, path, stage) "
-            "VALUES ('m1', 'config:resnet-18', '{}', 'other', '/elsewhere', 'production')"
+            "VALUES ('m1', 'config:resnet-18', '{}', 'other', '/elsewhere', 'candidate')"
         )
 
     results = {r.table: r for r in copy_registry(duckdb_conn_id, postgres_conn_id)}
 
     assert not results["models"].verified and results["models"].copied == 0
     assert all(r.verified for t, r in results.items() if t != "models")
-    assert target.fetch_all("SELECT path, stage FROM models") == [("/elsewhere", "production")]
+    assert target.fetch_all("SELECT path, stage FROM models") == [("/elsewhere", "candidate")]
 
 
 def test_make_copy_registry_prints_counts_and_checksums(duckdb_conn_id, postgres_conn_id, monkeypatch, caplog):
@@ -193,3 +193,75 @@ def test_copy_refuses_the_same_connection_twice(duckdb_conn_id):
 def test_copy_from_a_registry_with_no_tables_names_the_connection(duckdb_conn_id, postgres_conn_id):
     with pytest.raises(RuntimeError, match=f"'{duckdb_conn_id}' .* has none of the registry tables"):
         copy_registry(duckdb_conn_id, postgres_conn_id)
+
+
+def set_stages(conn_id: str, stages: dict[str, str]) -> None:
+    """Give models these stages (adding a bare row for a model the registry lacks), migrations applied."""
+    db = get_database(conn_id)
+    apply_migrations(db)
+    p = db.placeholder
+    with db.transaction() as cursor:
+        for model_id, stage in stages.items():
+            cursor.execute(f"DELETE FROM models WHERE model_id = {p}", (model_id,))
+            cursor.execute(
+                "INSERT INTO models (model_id, base_model, hyperparameters, train_snapshot, path, stage) "
+                f"VALUES ({p}, 'config:resnet-18', '{{}}', {p}, {p}, {p})",
+                (model_id, "s" * 64, f"/models/{model_id}", stage),
+            )
+
+
+def row_counts(conn_id: str) -> dict[str, int]:
+    db = get_database(conn_id)
+    return {table: db.fetch_all(f"SELECT COUNT(*) FROM {table}")[0][0] for table in registry_tables()}
+
+
+def test_copy_refuses_a_merge_that_leaves_two_production_models_before_writing_anything(
+    duckdb_conn_id, postgres_conn_id, monkeypatch, caplog
+):
+    fill(duckdb_conn_id)
+    set_stages(duckdb_conn_id, {"m1": "production"})
+    set_stages(postgres_conn_id, {"m2": "production", "m3": "archived"})
+    before = row_counts(postgres_conn_id)
+
+    with pytest.raises(CopyError) as refused:
+        copy_registry(duckdb_conn_id, postgres_conn_id)
+    monkeypatch.setattr("sys.argv", ["copy", "--from", duckdb_conn_id, "--to", postgres_conn_id])
+    with caplog.at_level(logging.INFO, logger="include.db.copy"):
+        assert main() != 0
+
+    message = str(refused.value)
+    assert "models" in message and "m1" in message and "m2" in message and "production" in message
+    assert message in caplog.text and "Every source row is in" not in caplog.text
+    assert row_counts(postgres_conn_id) == before  # nothing written: not an image, not a result
+    assert sorted(get_database(postgres_conn_id).fetch_all("SELECT model_id, stage FROM models")) == [
+        ("m2", "production"),
+        ("m3", "archived"),
+    ]
+
+
+def test_copy_refuses_a_model_whose_stage_differs_between_source_and_target(duckdb_conn_id, postgres_conn_id):
+    fill(duckdb_conn_id)
+    set_stages(duckdb_conn_id, {"m1": "production"})
+    set_stages(postgres_conn_id, {"m1": "archived"})
+    before = row_counts(postgres_conn_id)
+
+    with pytest.raises(CopyError) as refused:
+        copy_registry(duckdb_conn_id, postgres_conn_id)
+
+    message = str(refused.value)
+    assert "models" in message and "m1" in message and "archived" in message and "production" in message
+    assert row_counts(postgres_conn_id) == before
+
+
+def test_copy_into_a_target_whose_production_model_is_the_sources_is_allowed(duckdb_conn_id, postgres_conn_id):
+    """The same production model on both sides (a second copy, or a copy back) breaks nothing."""
+    fill(duckdb_conn_id)
+    set_stages(duckdb_conn_id, {"m1": "production", "m0": "archived"})
+    copy_registry(duckdb_conn_id, postgres_conn_id)
+
+    results = copy_registry(duckdb_conn_id, postgres_conn_id)
+
+    assert all(r.verified for r in results)
+    assert get_database(postgres_conn_id).fetch_all("SELECT model_id FROM models WHERE stage = 'production'") == [
+        ("m1",)
+    ]

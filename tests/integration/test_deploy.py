@@ -7,14 +7,15 @@ here as training and evaluation would write them.
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from airflow.models.dataset import DatasetEvent
-from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState, TaskInstanceState
 from PIL import Image
 
@@ -22,11 +23,12 @@ from include.config import settings
 from include.db import get_database
 from include.db.migrations import apply_migrations
 from include.deploy.dag import build_deploy_dag
-from include.deploy.decision import Decision, decide
+from include.deploy.decision import Decision, PromotionError, decide
 from include.deploy.model_card import MODEL_CARD
 from include.deploy.promotion import CHECKPOINTS, production_model_id, promote, reconcile
 from include.deploy.releases import LocalBundles
 from include.wiring.datasets import MODEL_DEPLOYED
+from tests.support.metadata import dataset_events
 from tests.support.tiny_models import save_tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -121,14 +123,20 @@ def gate(db, snapshot: str, at: int, success: bool = True) -> None:
     )
 
 
-def run_deploy():
-    """One deploy_best_model run; returns (decision dict, promote task state)."""
+def deploy_run():
+    """One deploy_best_model run, whatever its end; returns the DagRun."""
     dag = build_deploy_dag("t")
     dag.sync_to_db()  # registers its outlet Dataset, as the scheduler's DAG processor does
     run = dag.test()
+    RUNS.append(run.run_id)
+    return run
+
+
+def run_deploy():
+    """One deploy_best_model run that must succeed; returns (decision dict, promote task state)."""
+    run = deploy_run()
     assert run.state == DagRunState.SUCCESS
     decision = run.get_task_instance("decide").xcom_pull(task_ids="decide")
-    RUNS.append(run.run_id)
     return decision, run.get_task_instance("promote").state
 
 
@@ -137,16 +145,12 @@ RUNS: list[str] = []
 
 def deployed_events() -> int:
     """model_deployed events emitted by the deploy runs of this session."""
-    with create_session() as session:
-        return (
-            session.query(DatasetEvent)
-            .filter(DatasetEvent.dataset.has(uri=MODEL_DEPLOYED.uri), DatasetEvent.source_run_id.in_(RUNS))
-            .count()
-        )
+    return dataset_events(MODEL_DEPLOYED.uri, RUNS)
 
 
 def stages(db) -> dict[str, str]:
-    return dict(db.fetch_all("SELECT model_id, stage FROM models"))
+    """The fine-tuned models' stages (baselines are never candidates)."""
+    return dict(db.fetch_all("SELECT model_id, stage FROM models WHERE role = 'fine_tuned'"))
 
 
 def served(tmp_path) -> str | None:
@@ -171,6 +175,9 @@ def three_models_on_two_snapshots(db, model_dirs, tmp_path) -> None:
     add_result(db, "r6", "m-d", NEW, roc_auc=0.90, f1=0.85, at=2)
     add_result(db, "r7", "m-c", FAILED, roc_auc=1.0, f1=1.0, at=4)
     add_result(db, "r8", "m-z", NEW, roc_auc=0.98, f1=0.98, at=2)
+    # The newest baseline result on NEW is what the winner must beat (m-z's 0.98 would win the pick
+    # if baselines were candidates; the gate compares with the latest baseline evaluation).
+    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=3, model_id="m-y")
 
 
 def test_pick_uses_the_latest_gated_snapshot_the_metric_and_deterministic_ties(registry, model_dirs, tmp_path):
@@ -210,6 +217,7 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     monkeypatch.setenv("MRI_PROMOTION_MARGIN", "0.02")
     settings.cache_clear()
     gate(db, NEW, at=1)
+    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
     first, _ = run_deploy()
@@ -231,7 +239,7 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     assert (better["promote"], better_state) == (True, TaskInstanceState.SUCCESS)
     assert stages(db) == {"m-a": "archived", "m-b": "candidate", "m-c": "candidate", "m-d": "production"}
     assert served(tmp_path) == "m-d"
-    [(results,)] = db.fetch_all("SELECT COUNT(*) FROM model_results")
+    [(results,)] = db.fetch_all("SELECT COUNT(*) FROM model_results WHERE model_id <> 'm-z'")
     assert results == 4  # every evaluation is still there
     rows = db.fetch_all(
         "SELECT promoted, candidate_model_id, previous_model_id, candidate_value, previous_value, margin, release "
@@ -272,10 +280,12 @@ def test_nothing_evaluated_yet_is_recorded_and_emits_nothing(registry, tmp_path)
 def test_production_not_evaluated_on_the_snapshot_is_not_replaced_blindly(registry, model_dirs, tmp_path):
     db = registry
     gate(db, OLD, at=1)
+    add_baseline(db, model_dirs, OLD, roc_auc=0.5, at=1)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", OLD, roc_auc=0.9, f1=0.9, at=1)
     run_deploy()
     gate(db, NEW, at=2)
+    add_baseline(db, model_dirs, NEW, roc_auc=0.4, at=2)
     add_model(db, "m-b", model_dirs["m-b"], created=2)
     add_result(db, "r2", "m-b", NEW, roc_auc=0.5, f1=0.5, at=2)
 
@@ -298,8 +308,9 @@ def production_with(db, model_dirs, tmp_path) -> tuple[LocalBundles, Decision]:
         {"rank": 1, "model_id": "m-b", "result_id": "r2", "test_snapshot": NEW, "metric_value": 0.9},
         {"rank": 2, "model_id": "m-a", "result_id": "r1", "test_snapshot": NEW, "metric_value": 0.8},
     ]
-    promote(db, decide(rows[1:], None, "roc_auc", 0.0), "run-1", bundles)
-    return bundles, decide(rows, "m-a", "roc_auc", 0.0)
+    baseline = {"model_id": "m-z", "roc_auc": 0.5}
+    promote(db, decide(rows[1:], None, "roc_auc", 0.0, baseline=baseline), "run-1", bundles)
+    return bundles, decide(rows, "m-a", "roc_auc", 0.0, baseline=baseline)
 
 
 def registry_state(db):
@@ -473,6 +484,7 @@ def test_a_failed_storage_mirror_after_the_switch_reports_production_changed(
     monkeypatch.setenv("MRI_PUBLISH_TARGET", "storage:production")
     settings.cache_clear()
     gate(db, NEW, at=1)
+    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
     s3_relay.cut()  # the mirror's endpoint is gone; the local production folder is not
@@ -487,3 +499,240 @@ def test_a_failed_storage_mirror_after_the_switch_reports_production_changed(
     message = json.loads(notices[0].read_text())["message"]
     assert message.startswith("Promoted m-a to production") and "mirroring to storage:production failed" in message
     assert "production is unchanged" not in message and "clear" in message
+
+
+# --- Issue 17: what promotion refuses, and what nothing may take away ---------------------------
+
+
+def chosen(model_id: str, result_id: str, value: float, previous: str | None = None, previous_value=None) -> Decision:
+    """A decision to promote ``model_id``, as decide() would return it, built without decide()."""
+    return Decision(
+        True, f"{model_id} chosen", "roc_auc", 0.0, NEW, model_id, result_id, value, previous, previous_value
+    )
+
+
+def serving_m_a(db, model_dirs, tmp_path) -> LocalBundles:
+    """m-a promoted for real (registry and bundle), on the gated snapshot NEW."""
+    gate(db, NEW, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.8, f1=0.8, at=1)
+    bundles = LocalBundles(tmp_path / "production")
+    promote(db, chosen("m-a", "r1", 0.8), "run-a", bundles)
+    return bundles
+
+
+def only_config(model_dirs, tmp_path) -> str:
+    """A model folder holding only config.json: what made `make predict` fail after a promotion."""
+    folder = tmp_path / "m-x"
+    folder.mkdir()
+    shutil.copy(model_dirs["m-b"] / "config.json", folder / "config.json")
+    return str(folder)
+
+
+def truncated_weights(model_dirs, tmp_path) -> str:
+    """Every file a bundle needs, but the weights cut to half their size."""
+    folder = tmp_path / "m-x"
+    shutil.copytree(model_dirs["m-b"], folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [(only_config, ["preprocessor_config.json", "mri_model.json", "model.safetensors"]), (truncated_weights, [])],
+)
+def test_an_incomplete_or_unloadable_bundle_is_refused_before_the_switch_and_the_refusal_recorded(
+    registry, model_dirs, tmp_path, damage, named
+):
+    db = registry
+    bundles = serving_m_a(db, model_dirs, tmp_path)
+    release, files = bundles.current_release(), sorted(p.name for p in bundles.current.iterdir())
+    add_model(db, "m-x", damage(model_dirs, tmp_path), created=2)
+    add_result(db, "rx", "m-x", NEW, roc_auc=0.95, f1=0.95, at=2)
+
+    with pytest.raises(PromotionError, match="m-x") as refused:
+        promote(db, chosen("m-x", "rx", 0.95, "m-a", 0.8), "run-x", bundles)
+
+    assert all(name in str(refused.value) for name in named), str(refused.value)
+    assert production_model_id(db) == "m-a" and stages(db)["m-x"] == "candidate"
+    assert bundles.current_release() == release and bundles.deployment()["model_id"] == "m-a"
+    assert sorted(p.name for p in bundles.current.iterdir()) == files
+    assert [p.name for p in bundles.releases.iterdir()] == [release]  # no release of m-x, no staging left
+    [(promoted, candidate, previous, reason, served_release)] = db.fetch_all(
+        "SELECT promoted, candidate_model_id, previous_model_id, reason, release FROM promotions WHERE run_id = 'run-x'"
+    )
+    assert (promoted, candidate, previous, served_release) == (False, "m-x", "m-a", None)
+    assert str(refused.value) in reason
+
+    # The folder restored and the task cleared: the same run promotes, and its one row says so.
+    shutil.rmtree(tmp_path / "m-x")
+    shutil.copytree(model_dirs["m-b"], tmp_path / "m-x")
+    promote(db, chosen("m-x", "rx", 0.95, "m-a", 0.8), "run-x", bundles)
+    assert db.fetch_all("SELECT promoted, release FROM promotions WHERE run_id = 'run-x'") == [
+        (True, bundles.current_release())
+    ]
+    assert production_model_id(db) == "m-x" == bundles.deployment()["model_id"]
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_a_deploy_run_fails_on_an_incomplete_bundle_without_retrying_and_says_why(registry, model_dirs, tmp_path):
+    db = registry
+    events_before = deployed_events()
+    gate(db, NEW, at=1)
+    add_model(db, "m-z", model_dirs["m-a"], created=0, role="baseline")
+    add_result(db, "rz", "m-z", NEW, roc_auc=0.5, f1=0.5, at=1)
+    add_model(db, "m-x", only_config(model_dirs, tmp_path), created=1)
+    add_result(db, "rx", "m-x", NEW, roc_auc=0.95, f1=0.95, at=1)
+
+    run = deploy_run()
+
+    promote_ti = run.get_task_instance("promote")
+    assert (run.state, promote_ti.state, promote_ti.try_number) == (DagRunState.FAILED, TaskInstanceState.FAILED, 1)
+    assert production_model_id(db) is None and served(tmp_path) is None
+    [(promoted, candidate, reason)] = db.fetch_all("SELECT promoted, candidate_model_id, reason FROM promotions")
+    assert (promoted, candidate) == (False, "m-x") and "preprocessor_config.json" in reason
+    assert deployed_events() == events_before
+
+
+def add_baseline(db, model_dirs, snapshot: str, roc_auc: float, at: int, model_id: str = "m-z") -> None:
+    """The untrained baseline evaluated on ``snapshot`` (its models row once)."""
+    if not db.fetch_all(f"SELECT 1 FROM models WHERE model_id = {db.placeholder}", (model_id,)):
+        add_model(db, model_id, model_dirs["m-a"], created=0, role="baseline")
+    add_result(db, f"{model_id}-{snapshot[:1]}-{at}", model_id, snapshot, roc_auc=roc_auc, f1=0.5, at=at, accuracy=0.5)
+
+
+def test_a_model_that_does_not_beat_the_untrained_baseline_by_the_gain_is_never_promoted(
+    registry, model_dirs, tmp_path
+):
+    db = registry
+    gate(db, NEW, at=1)
+    add_baseline(db, model_dirs, NEW, roc_auc=0.50, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.21, f1=0.3, at=2)  # the first production model of the issue
+
+    worse, worse_state = run_deploy()
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.54, f1=0.6, at=3)  # better than the baseline, not by 0.05
+    within, _ = run_deploy()
+    add_model(db, "m-c", model_dirs["m-c"], created=3)
+    add_result(db, "r3", "m-c", NEW, roc_auc=0.90, f1=0.9, at=4)
+    better, better_state = run_deploy()
+
+    assert (worse["promote"], worse_state) == (False, TaskInstanceState.SKIPPED)
+    assert "m-a does not beat the baseline m-z by 0.05: roc_auc 0.2100 vs 0.5000" in worse["reason"]
+    assert not within["promote"] and "m-b does not beat the baseline m-z by 0.05" in within["reason"]
+    assert (better["promote"], better_state) == (True, TaskInstanceState.SUCCESS)
+    rows = db.fetch_all(
+        "SELECT promoted, candidate_model_id, reason, baseline_model_id, baseline_value, min_gain_over_baseline "
+        "FROM promotions ORDER BY decided_at"
+    )
+    assert [r[:3] for r in rows] == [
+        (False, "m-a", worse["reason"]),
+        (False, "m-b", within["reason"]),
+        (True, "m-c", better["reason"]),
+    ]
+    assert [r[3:] for r in rows] == [("m-z", 0.5, 0.05)] * 3
+    assert production_model_id(db) == "m-c" == served(tmp_path)
+
+
+def test_no_baseline_result_on_the_snapshot_means_no_promotion(registry, model_dirs, tmp_path):
+    db = registry
+    gate(db, OLD, at=1)
+    gate(db, NEW, at=2)
+    add_baseline(db, model_dirs, OLD, roc_auc=0.5, at=1)  # evaluated, but not on the snapshot that counts
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.9, f1=0.9, at=2)
+
+    decision, state = run_deploy()
+
+    assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert "The baseline has no roc_auc on snapshot bbbbbbbbbbbb" in decision["reason"]
+    assert db.fetch_all("SELECT promoted, candidate_model_id FROM promotions") == [(False, "m-a")]
+    assert production_model_id(db) is None and served(tmp_path) is None
+
+
+def test_a_registry_naming_no_production_model_never_takes_the_served_bundle_away(
+    registry, model_dirs, tmp_path, monkeypatch
+):
+    """A fresh registry, or MRI_DB_CONN_ID pointed at the wrong one: a "no" changes nothing on disk."""
+    bundles = serving_m_a(registry, model_dirs, tmp_path)
+    release = bundles.current_release()
+    files = {p.name: p.read_bytes() for p in bundles.current.iterdir()}
+    monkeypatch.setenv("AIRFLOW_CONN_EMPTY_REGISTRY", f'{{"conn_type": "duckdb", "host": "{tmp_path}/empty.duckdb"}}')
+    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", "empty_registry")
+    settings.cache_clear()
+
+    decision, state = run_deploy()
+    reconciled = reconcile(get_database("empty_registry"), bundles)
+
+    assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert reconciled == release == bundles.current_release()
+    assert {p.name: p.read_bytes() for p in bundles.current.iterdir()} == files
+    assert production_model_id(registry) == "m-a" == bundles.deployment()["model_id"]
+
+
+def test_postgres_two_promotions_racing_from_the_same_production_leave_exactly_one(
+    postgres_conn_id, postgres_server, model_dirs, tmp_path, monkeypatch
+):
+    """Both decided against m-a; the second reads production while the first is inside its transaction."""
+    import psycopg2
+
+    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
+    settings.cache_clear()
+    db = get_database(postgres_conn_id)
+    apply_migrations(db)
+    bundles = serving_m_a(db, model_dirs, tmp_path)
+    for created, name in enumerate(["m-b", "m-c"], start=2):
+        add_model(db, name, model_dirs[name], created=created)
+        add_result(db, f"r-{name}", name, NEW, roc_auc=0.9, f1=0.9, at=created)
+    admin = psycopg2.connect(postgres_server.url)
+    admin.autocommit = True
+    first_inside = threading.Event()
+
+    def another_promotion_waits_on_a_lock() -> bool:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                (db.connection.schema,),
+            )
+            return cursor.fetchone()[0] > 0
+
+    def hold_until_the_other_waits(point: str) -> None:
+        """Inside the first transaction, before its commit: let the second one reach the database."""
+        if point != "registry_updated":
+            return
+        first_inside.set()
+        deadline = time.monotonic() + 120
+        while not another_promotion_waits_on_a_lock():
+            if time.monotonic() > deadline:
+                raise AssertionError("the second promotion never reached the database")
+            time.sleep(0.05)
+
+    outcomes: dict[str, object] = {}
+
+    def promote_in_a_thread(model_id: str, checkpoint) -> None:
+        try:
+            decision = chosen(model_id, f"r-{model_id}", 0.9, "m-a", 0.8)
+            outcomes[model_id] = promote(
+                get_database(postgres_conn_id), decision, f"run-{model_id}", bundles, None, checkpoint
+            )
+        except Exception as err:  # the outcome the test checks
+            outcomes[model_id] = err
+
+    first = threading.Thread(target=promote_in_a_thread, args=("m-b", hold_until_the_other_waits))
+    second = threading.Thread(target=promote_in_a_thread, args=("m-c", lambda point: None))
+    first.start()
+    assert first_inside.wait(120)
+    second.start()
+    first.join(300)
+    second.join(300)
+    admin.close()
+
+    assert isinstance(outcomes["m-b"], str), outcomes
+    assert isinstance(outcomes["m-c"], PromotionError), outcomes
+    assert "Production changed since the decision" in str(outcomes["m-c"])
+    assert db.fetch_all("SELECT model_id FROM models WHERE stage = 'production'") == [("m-b",)]
+    assert production_model_id(db) == "m-b" == bundles.deployment()["model_id"]
+    assert sorted(db.fetch_all("SELECT run_id FROM promotions WHERE promoted")) == [("run-a",), ("run-m-b",)]
+    settings.cache_clear()

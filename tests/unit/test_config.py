@@ -82,6 +82,7 @@ SAMPLES = {
     "production_dir": ("/srv/production", "/srv/production"),
     "selection_metric": ("F1", "f1"),
     "promotion_margin": ("0.005", 0.005),
+    "min_gain_over_baseline": ("0.1", 0.1),
     "publish_target": ("storage:/production/", "storage:production"),
     "slack_conn_id": ("slack", "slack"),
     "notifications_dir": ("/srv/notifications", "/srv/notifications"),
