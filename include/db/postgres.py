@@ -10,6 +10,8 @@ from include.db.base import RegistryDatabase
 
 # Any constant shared by all migration runners: pg_advisory_xact_lock takes a bigint key.
 MIGRATION_LOCK_KEY = 4_202_611
+# Another constant, shared by all promotions (include.deploy.promotion).
+PROMOTION_LOCK_KEY = 4_202_612
 
 
 def copy_text_field(value: Any) -> str:
@@ -17,6 +19,12 @@ def copy_text_field(value: Any) -> str:
     if value is None:
         return "\\N"
     return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# Connection extras passed on to libpq (TLS, timeouts); the rest of `extra` is Airflow's.
+LIBPQ_OPTIONS = frozenset(
+    {"sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "connect_timeout", "options", "application_name"}
+)
 
 
 class PostgresDatabase(RegistryDatabase):
@@ -32,9 +40,15 @@ class PostgresDatabase(RegistryDatabase):
         return f"{c.host}:{c.port or 5432}/{c.schema or ''}"
 
     def _connect(self) -> Any:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+        # psycopg2, whatever the Postgres provider picks: its hook hands out psycopg 3 connections
+        # where SQLAlchemy 2 runs (Airflow 3), and the bulk path below is psycopg2's COPY.
+        import psycopg2
 
-        return PostgresHook(postgres_conn_id=self.conn_id).get_conn()
+        c = self.connection
+        options = {key: value for key, value in (c.extra_dejson or {}).items() if key in LIBPQ_OPTIONS}
+        return psycopg2.connect(
+            host=c.host, port=c.port or 5432, user=c.login, password=c.password, dbname=c.schema, **options
+        )
 
     def _begin(self, connection: Any) -> Any:
         # psycopg2 opens the transaction implicitly with the first statement.
@@ -43,6 +57,11 @@ class PostgresDatabase(RegistryDatabase):
     def lock_for_migrations(self, cursor: Any) -> None:
         # Released at commit/rollback; a second runner waits, then sees the versions already applied.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+    def lock_for_promotion(self, cursor: Any) -> None:
+        # Held to commit/rollback. A second promotion waits here; its next statement then reads the
+        # first one's commit (READ COMMITTED), so the "production changed" check refuses it.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PROMOTION_LOCK_KEY,))
 
     def _copy(self, cursor: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         buffer = io.StringIO("".join("\t".join(map(copy_text_field, row)) + "\n" for row in rows))

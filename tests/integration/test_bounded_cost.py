@@ -3,10 +3,7 @@ through the preprocess DAG with every XCom a few kB, and a later run with 20 fil
 ingestion DAG lists, asks about and registers those 20 only."""
 
 import pytest
-from airflow.models.xcom import XCom
-from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
-from sqlalchemy import func, select
 
 from include.config import settings
 from include.db import get_database
@@ -15,6 +12,7 @@ from include.ingestion.mover import Outcome, pending_prefix, write_pending_manif
 from include.registry.dag import build_preprocess_dag
 from include.storage import get_storage
 from tests.support.files import jpeg
+from tests.support.metadata import xcom_sizes, xcom_value
 
 HISTORY = 100_000
 XCOM_LIMIT = 50_000  # bytes per task instance, whatever the number of files
@@ -27,21 +25,6 @@ def registry(duckdb_conn_id, tmp_path, monkeypatch):
     settings.cache_clear()
     yield get_database(duckdb_conn_id), get_storage(), tmp_path / "storage"
     settings.cache_clear()
-
-
-def xcom_sizes(dag_id: str, run_id: str) -> dict[tuple[str, int], int]:
-    """Bytes of every XCom value the run stored, per (task_id, map_index), from the metadata DB."""
-    with create_session() as session:
-        rows = session.execute(
-            select(XCom.task_id, XCom.map_index, func.length(XCom.value)).where(
-                XCom.dag_id == dag_id, XCom.run_id == run_id
-            )
-        ).all()
-    return {(task_id, map_index): size for task_id, map_index, size in rows}
-
-
-def xcom_value(run, task_id: str):
-    return XCom.get_one(run_id=run.run_id, dag_id=run.dag_id, task_id=task_id)
 
 
 def test_100k_references_keep_xcom_bounded_and_20_new_files_cost_20(registry, capsys):

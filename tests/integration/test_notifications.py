@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pendulum
 import pytest
-from airflow.decorators import dag, task
 
 from include.config import settings
+from include.wiring.compat import dag, task
 from include.wiring.notifications import notify_on
 
 

@@ -5,8 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-from airflow.models.dataset import DatasetEvent
-from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from include.config import settings
@@ -16,6 +14,7 @@ from include.quality.dag import build_quality_gate_dag, build_quality_report_dag
 from include.registry.records import ImageRecord, write_records
 from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
 from include.wiring.datasets import GATE_PASSED
+from tests.support.metadata import dataset_events
 
 
 def record(n: int, label: str, split: str = "train", name: str | None = None, mode: str = "L") -> ImageRecord:
@@ -54,12 +53,7 @@ def run_gate_dag(split: str = "train"):
 
 
 def gate_events(run) -> int:
-    with create_session() as session:
-        return (
-            session.query(DatasetEvent)
-            .filter(DatasetEvent.dataset.has(uri=GATE_PASSED["train"].uri), DatasetEvent.source_run_id == run.run_id)
-            .count()
-        )
+    return dataset_events(GATE_PASSED["train"].uri, [run.run_id])
 
 
 def quality_runs(db) -> list[tuple]:

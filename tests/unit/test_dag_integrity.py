@@ -16,13 +16,17 @@ DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 HEAVY_MODULES = ("torch", "transformers", "great_expectations")
 
-# The scheduler's DAG processor has Airflow's core loaded before it parses a file; so does this.
+# The scheduler's DAG processor has Airflow's core loaded before it parses a file; so does this
+# (the compat module loads the authoring names of the running major). Examples are off in the env.
 PARSE_ONE_FILE = """
 import json, sys, time
-import airflow.decorators, airflow.sensors.base
-from airflow.models.dagbag import DagBag
+import include.wiring.compat
+try:
+    from airflow.dag_processing.dagbag import DagBag  # Airflow 3
+except ImportError:
+    from airflow.models.dagbag import DagBag
 start = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)  # safe_mode, as the scheduler parses
+bag = DagBag(dag_folder=sys.argv[1])  # safe_mode, as the scheduler parses
 seconds = time.perf_counter() - start
 print(json.dumps({
     "seconds": seconds,
