@@ -1,5 +1,6 @@
 """Images of a snapshot as tensors: read by URI through a ``read`` callable (the storage layer,
-local or S3), decoded with ``predict.open_image``, processed once, augmented per batch in memory.
+local or S3), checked against the SHA-256 their snapshot recorded, decoded with
+``predict.open_image``, processed once, augmented per batch in memory.
 
 No temp folders: bytes go from the store to memory, so nothing is shared between DAGs and a
 failure leaves nothing to clean. Processing once, then augmenting tensors, keeps the loader far
@@ -8,17 +9,19 @@ from being the bottleneck (``benchmarks/finetune.py``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from include.ml.predict import open_image, pixel_values
+
+if TYPE_CHECKING:  # torch is imported on use: records.unevaluable_models needs label_mismatch only
+    import torch
 
 # Reads overlap (S3 latency); decoding is light next to training.
 READ_THREADS = 8
@@ -29,25 +32,77 @@ class LabelledImages(NamedTuple):
     targets: list[int]
 
 
-def read_images(
-    items: Sequence[tuple[str, str]], read: Callable[[str], bytes], labels: Sequence[str]
-) -> LabelledImages:
-    """Fetch and decode ``(uri, label)`` items, in order.
+class ContentChanged(ValueError):
+    """A file's bytes are not the ones its snapshot recorded; the message names the file, both hashes, the fix."""
 
-    :param items: the snapshot's members as ``(uri, label)``.
-    :param read: returns a URI's bytes (e.g. ``lambda uri: storage.read(storage.key(uri))``).
-    :param labels: the classes in output order; every item's label must be one of them.
+
+class LabelMismatch(ValueError):
+    """Images or a model whose labels are not the classes asked for; the message lists both."""
+
+
+def label_mismatch(model_labels: Sequence[str], configured: Sequence[str]) -> str | None:
+    """Why a model with ``model_labels`` cannot stand for ``configured`` (MRI_LABELS), or None.
+
+    Outputs are matched by name (``id2label``), so the order does not matter; the set does: a model
+    trained before a class was added has no output for it and cannot be compared with ones that do.
     """
-    unknown = sorted({label for _, label in items} - set(labels))
+    if set(model_labels) == set(configured):
+        return None
+    return (
+        f"the model's labels ({', '.join(model_labels)}) are not MRI_LABELS ({', '.join(configured)}): it was "
+        "trained for other classes and cannot be evaluated on, or compared with, models of MRI_LABELS; train one "
+        "on MRI_LABELS (train_model) or set MRI_LABELS back"
+    )
+
+
+def _checked(uri: str, data: bytes, expected: str | None) -> bytes:
+    if expected is None:
+        return data
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ContentChanged(
+            f"{uri} is not the file its snapshot holds: SHA-256 {actual}, the snapshot (what the quality gate "
+            f"passed) recorded {expected}. It was changed after the gate passed: restore the file or re-run the "
+            "gate on the new content."
+        )
+    return data
+
+
+def read_images(
+    items: Sequence[tuple[str, ...]],
+    read: Callable[[str], bytes],
+    labels: Sequence[str],
+    configured: Sequence[str] | None = None,
+) -> LabelledImages:
+    """Fetch, check and decode ``(uri, label, sha256)`` items, in order.
+
+    :param items: the snapshot's members as ``(uri, label, sha256)``: every file's bytes must have the
+        SHA-256 recorded (``ContentChanged`` names the file otherwise). ``(uri, label)`` reads unchecked.
+    :param read: returns a URI's bytes (e.g. ``lambda uri: storage.read(storage.key(uri))``).
+    :param labels: the classes in output order (a model's); every item's label must be one of them.
+    :param configured: MRI_LABELS, when ``labels`` are a model's and may differ: named in the error.
+    """
+    unknown = sorted({item[1] for item in items} - set(labels))
     if unknown:
-        raise ValueError(f"Labels {unknown} are not in MRI_LABELS ({', '.join(labels)}); add them or relabel.")
+        if configured is None or list(configured) == list(labels):
+            raise LabelMismatch(f"Labels {unknown} are not in MRI_LABELS ({', '.join(labels)}); add them or relabel.")
+        raise LabelMismatch(
+            f"Labels {unknown} of the images are not among the model's labels ({', '.join(labels)}); "
+            f"MRI_LABELS ({', '.join(configured)})."
+        )
+
+    def fetch(item: tuple[str, ...]) -> Image.Image:
+        return open_image(_checked(item[0], read(item[0]), item[2] if len(item) > 2 else None))
+
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        images = list(pool.map(lambda item: open_image(read(item[0])), items))
-    return LabelledImages(images, [labels.index(label) for _, label in items])
+        images = list(pool.map(fetch, items))
+    return LabelledImages(images, [labels.index(item[1]) for item in items])
 
 
 def to_tensor(processor: Any, images: list[Image.Image], chunk: int = 64) -> torch.Tensor:
     """All images through the processor once: (n, 3, size, size) float32."""
+    import torch
+
     return torch.cat([pixel_values(processor, images[i : i + chunk]) for i in range(0, len(images), chunk)])
 
 
@@ -69,6 +124,9 @@ def augment(
 ) -> torch.Tensor:
     """Random horizontal flip, rotation (+-``degrees``), scale (1 +- ``scale``) and shift (+- ``shift``
     of the side), one affine warp per image. Border padding: the slice's background is already there."""
+    import torch
+    import torch.nn.functional as F
+
     n = batch.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:

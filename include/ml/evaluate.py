@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from include.ml.bundle import label_names, load_model
-from include.ml.data import read_images
+from include.ml.data import LabelMismatch, label_mismatch, read_images
 from include.ml.metrics import classification_metrics, plot_confusion, plot_roc
 from include.ml.predict import predict_proba
 
@@ -41,17 +41,28 @@ def evaluate(
 
 
 def evaluate_bundle(
-    directory: Path, items: Sequence[tuple[str, str]], read: Callable[[str], bytes], out_dir: Path, title: str
+    directory: Path,
+    items: Sequence[tuple[str, ...]],
+    read: Callable[[str], bytes],
+    out_dir: Path,
+    title: str,
+    labels: Sequence[str] | None = None,
 ) -> dict:
-    """What an evaluation task calls: load the bundle, read ``(uri, label)`` items, evaluate.
+    """What an evaluation task calls: load the bundle, read ``(uri, label, sha256)`` items, evaluate.
 
     :param directory: the model's bundle (``save_model`` layout).
-    :param items: the gated test snapshot's ``(uri, label)`` pairs.
+    :param items: the gated test snapshot's ``(uri, label, sha256)`` members, each file checked
+        against its SHA-256 as it is read (``(uri, label)``: unchecked).
     :param read: returns a URI's bytes through the storage layer.
     :param out_dir: the folder for the pictures.
     :param title: the pictures' title.
+    :param labels: MRI_LABELS: a model trained on other labels is refused (``LabelMismatch``, naming
+        both) before any image is read.
     """
     loaded = load_model(directory)
-    labels = label_names(loaded.model.config.id2label)
-    data = read_images(items, read, labels)
+    model_labels = label_names(loaded.model.config.id2label)
+    reason = label_mismatch(model_labels, labels) if labels is not None else None
+    if reason:
+        raise LabelMismatch(f"Model {directory} cannot be evaluated: {reason}.")
+    data = read_images(items, read, model_labels, labels)
     return evaluate(loaded.model, loaded.processor, data.images, data.targets, out_dir, title)

@@ -3,7 +3,7 @@
 ROC AUC is computed on probabilities, never on hard 0/1 predictions: one-vs-rest, macro-averaged,
 for N classes, and None unless every class is present. Precision, recall and F1 are of the
 positive class (index 1) for two classes, macro-averaged for more. The loss is the mean
-cross-entropy.
+cross-entropy. Probabilities with NaN are an error (a diverged or damaged model), never a score.
 """
 
 from __future__ import annotations
@@ -21,6 +21,22 @@ from sklearn.exceptions import UndefinedMetricWarning
 EPSILON = 1e-12
 
 
+def checked_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities`` as float64 (n, num_labels); ValueError naming how many rows hold NaN (or an infinity).
+
+    A NaN row would otherwise be argmax class 0 and a tie in every ranking: accuracy and ROC AUC of
+    outputs that are not numbers.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    bad = int((~np.isfinite(probabilities)).any(axis=1).sum()) if probabilities.size else 0
+    if bad:
+        raise ValueError(
+            f"{bad} of {len(probabilities)} rows of probabilities contain NaN (or an infinity): the model's "
+            "outputs are not numbers (diverged or damaged weights); no metric is computed from them."
+        )
+    return probabilities
+
+
 def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve of ``scores`` for the boolean ``positive``; None with one class only."""
     positive = np.asarray(positive, dtype=bool)
@@ -30,8 +46,11 @@ def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def roc_auc(targets: Sequence[int], probabilities: np.ndarray) -> float | None:
-    """ROC AUC on probabilities: P(class 1) for two classes, one-vs-rest macro for more."""
-    targets, probabilities = np.asarray(targets), np.asarray(probabilities, dtype=np.float64)
+    """ROC AUC on probabilities: P(class 1) for two classes, one-vs-rest macro for more.
+
+    :raises ValueError: when a row of ``probabilities`` holds NaN.
+    """
+    targets, probabilities = np.asarray(targets), checked_probabilities(probabilities)
     num_labels = probabilities.shape[1]
     if num_labels == 2:
         return binary_auc(targets == 1, probabilities[:, 1])
@@ -61,9 +80,10 @@ def classification_metrics(targets: Sequence[int], probabilities: np.ndarray) ->
 
     :param targets: the true class index of each image.
     :param probabilities: (n, num_labels) softmax outputs.
+    :raises ValueError: when a row of ``probabilities`` holds NaN.
     """
     targets = np.asarray(targets, dtype=int)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = checked_probabilities(probabilities)
     num_labels = probabilities.shape[1]
     predictions = probabilities.argmax(axis=1)
     precision = recall = f1 = 0.0

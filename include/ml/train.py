@@ -40,7 +40,7 @@ class TrainResult(NamedTuple):
 
 
 class TrainingDiverged(ArithmeticError):
-    """The loss became NaN or infinite; the message gives the step and what to lower."""
+    """The training or validation loss became NaN or infinite; the message gives the step and what to lower."""
 
 
 def learning_rate_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
@@ -55,8 +55,11 @@ def _validate(model: Any, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
     model.eval()
     with torch.inference_mode():
         logits = torch.cat([model(pixel_values=x[i : i + batch_size]).logits for i in range(0, len(x), batch_size)])
+    loss = float(F.cross_entropy(logits.float(), y))
+    if not math.isfinite(loss):  # the caller stops the run: no score is read from NaN outputs
+        return {"loss": loss, "roc_auc": None}
     probabilities = torch.softmax(logits.float(), dim=-1).numpy()
-    return {"loss": float(F.cross_entropy(logits.float(), y)), "roc_auc": roc_auc(y.numpy(), probabilities)}
+    return {"loss": loss, "roc_auc": roc_auc(y.numpy(), probabilities)}
 
 
 def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], config: TrainConfig) -> TrainResult:
@@ -122,6 +125,14 @@ def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], 
                 log.info("epoch %s batch %s/%s loss %.4f", epoch, batch_number, steps_per_epoch, loss_sum / seen)
         seconds = time.perf_counter() - epoch_start
         validation = _validate(model, x_val, y_val, config.batch_size) if len(x_val) else {}
+        if validation and not math.isfinite(validation["loss"]):
+            # Finite training losses (batch statistics) with NaN outputs at inference (running ones):
+            # the model diverged as surely as a NaN training loss says, and no epoch of it is kept.
+            raise TrainingDiverged(
+                f"Validation loss is {validation['loss']} at epoch {epoch} (training loss "
+                f"{loss_sum / max(seen, 1):.4g}, learning rate {optimizer.param_groups[0]['lr']:.3g}): training "
+                f"diverged. Lower learning_rate (now {config.learning_rate}) in the sweep or MRI_TRAIN_LEARNING_RATE."
+            )
         record = {
             "epoch": epoch,
             "loss": loss_sum / max(seen, 1),
@@ -170,7 +181,7 @@ def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], 
 
 
 def train_and_save(
-    items: Sequence[tuple[str, str]],
+    items: Sequence[tuple[str, ...]],
     read: Callable[[str], bytes],
     labels: tuple[str, ...],
     source: str,
@@ -183,7 +194,8 @@ def train_and_save(
 
     What a fine-tune task calls. Returns a small JSON-able summary (no tensors).
 
-    :param items: the gated snapshot's ``(uri, label)`` pairs.
+    :param items: the gated snapshot's ``(uri, label, sha256)`` members: each file is checked against
+        its recorded SHA-256 as it is read (``data.ContentChanged`` names the file otherwise).
     :param read: returns a URI's bytes through the storage layer.
     :param labels: the classes, in output order.
     :param source: MRI_MODEL_SOURCE.

@@ -14,7 +14,7 @@ from include.training.operators import (
     EvaluateImageClassifierOperator,
     FineTuneImageClassifierOperator,
 )
-from include.wiring.compat import DAG, AirflowSkipException, Param, task
+from include.wiring.compat import DAG, AirflowFailException, AirflowSkipException, Param, task
 from include.wiring.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
 from include.wiring.defaults import pipeline_dag
 from include.wiring.notifications import notify_on
@@ -151,6 +151,10 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
     """model trained, or gate passed (test) -> every fine-tuned model with no result on the latest
     gated test snapshot -> evaluated -> model_evaluated.
 
+    One model blocks no other: a model trained on other labels than MRI_LABELS is passed over (with
+    the reason, on every run, without trying), and one whose evaluation fails fails alone; the
+    others are published (the deploy decides among what was evaluated).
+
     :param doc_md: the DAG file's docstring, shown in the UI.
     """
     cfg = settings()
@@ -158,12 +162,14 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
     @pipeline_dag("test_fine_tuned_model", (MODEL_TRAINED | GATE_PASSED["test"]), doc_md, ["ml", "test"])
     def test_fine_tuned_model():
         @task(pool=cfg.db_pool)
-        def find_unevaluated_models() -> list[dict]:
+        def find_unevaluated_models(**context) -> list[dict]:
             """New models, or every model when the test snapshot is new; nothing is evaluated twice.
-            Each evaluate gets the snapshot picked here, so a retry evaluates on the same images."""
+            Each evaluate gets the snapshot picked here, so a retry evaluates on the same images.
+            Models trained on other labels than MRI_LABELS are left out with the reason (XCom
+            ``unevaluable``, named by publish_results): evaluating one fails every time."""
             from include.db import get_database
             from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot
-            from include.training.records import models_to_evaluate
+            from include.training.records import models_to_evaluate, unevaluable_models
 
             db = get_database()
             try:
@@ -171,6 +177,11 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
             except NoGatedSnapshotError as err:
                 raise AirflowSkipException(f"Nothing to evaluate on yet: {err}") from None
             model_ids = models_to_evaluate(db, snapshot.snapshot_id)
+            unevaluable = unevaluable_models(db, model_ids, cfg.labels)
+            for model_id, reason in unevaluable.items():
+                log.warning("Not evaluating %s: %s", model_id, reason)
+            context["ti"].xcom_push(key="unevaluable", value=unevaluable)
+            model_ids = [model_id for model_id in model_ids if model_id not in unevaluable]
             log.info("%s models to evaluate on test snapshot %s: %s", len(model_ids), snapshot.snapshot_id, model_ids)
             return [{"model_id": model_id, "snapshot_id": snapshot.snapshot_id} for model_id in model_ids]
 
@@ -186,14 +197,27 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
             pool=cfg.db_pool,
             outlets=[MODEL_EVALUATED],
             multiple_outputs=False,
+            # Once every evaluate is done, failed or not: one model that cannot be evaluated must not
+            # keep the others' results from the deploy. What ran is checked below.
+            trigger_rule="all_done",
             **notify_on(success=OWN_MESSAGE, failure="publishing evaluations failed"),
         )
-        def publish_results(results: list[dict]) -> dict:
-            """Runs after every result row committed; the message puts each model beside the baseline."""
+        def publish_results(planned: list[dict] | None, results: list[dict] | None, **context) -> dict:
+            """Runs after every evaluate finished; publishes the results committed (a failed evaluate
+            has none) and names the models that failed or were passed over. The message puts each
+            model beside the baseline."""
             from include.db import get_database
             from include.training.records import describe_metrics, latest_result
 
-            results = list(results)
+            planned, results = list(planned or []), list(results or [])
+            if not planned:  # nothing to evaluate, or find_unevaluated_models skipped or failed
+                raise AirflowSkipException("No model was to be evaluated: nothing to publish.")
+            failed = sorted({p["model_id"] for p in planned} - {r["model_id"] for r in results})
+            if not results:
+                raise AirflowFailException(
+                    f"Every evaluation failed ({', '.join(failed)}): nothing to publish; see their evaluate tasks."
+                )
+            unevaluable = context["ti"].xcom_pull(task_ids="find_unevaluated_models", key="unevaluable") or {}
             snapshot = results[0]["test_snapshot"]
             baseline = latest_result(get_database(), "baseline", snapshot)
             lines = [f"{r['model_id']}: {describe_metrics(r)}" for r in results]
@@ -202,10 +226,20 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
                 + "; ".join(lines)
                 + f" | baseline{' ' + baseline['model_id'] if baseline else ''}: {describe_metrics(baseline)}"
             )
+            if failed:
+                message += f" | evaluation failed: {', '.join(failed)} (see their evaluate tasks)"
+            if unevaluable:
+                message += " | not evaluated: " + "; ".join(f"{m}: {why}" for m, why in sorted(unevaluable.items()))
             log.info("%s", message)
-            return {"results": [r["result_id"] for r in results], "baseline": baseline, "message": message}
+            return {
+                "results": [r["result_id"] for r in results],
+                "failed": failed,
+                "unevaluable": sorted(unevaluable),
+                "baseline": baseline,
+                "message": message,
+            }
 
         apply_db_migrations() >> found
-        publish_results(evaluate.output)
+        publish_results(found, evaluate.output)
 
     return test_fine_tuned_model()

@@ -7,7 +7,8 @@ inside ``execute``, so parsing a DAG that uses these never loads them.
 
 Both read one named snapshot (``snapshot_id``: the one a quality gate passed when the DAG planned
 the work, so a retry reads the same images), by the images' registered URIs through the storage
-layer (a local folder or S3); no temp folders.
+layer (a local folder or S3); no temp folders. Every file read must have the SHA-256 the snapshot
+recorded: a file changed after the gate passed fails the task at once (no retry), naming it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from include.config import settings
 from include.wiring.compat import AirflowFailException, BaseOperator
 
 
-def _snapshot_data(split: str, snapshot_id: str | None) -> tuple[Any, Any, list[tuple[str, str]], Any]:
-    """The registry, the snapshot, its ``(uri, label)`` items and a reader of URIs.
+def _snapshot_data(split: str, snapshot_id: str | None) -> tuple[Any, Any, list[tuple[str, str, str]], Any]:
+    """The registry, the snapshot, its ``(uri, label, sha256)`` items and a reader of URIs.
 
     ``snapshot_id`` is the snapshot the DAG picked when it planned the work: a retried or cleared task
     reads the same images even after a newer snapshot passed its gate. Without one (the operator used
@@ -40,7 +41,8 @@ def _snapshot_data(split: str, snapshot_id: str | None) -> tuple[Any, Any, list[
     return (
         db,
         snapshot,
-        [(image.uri, image.label) for image in snapshot.images],
+        # The hash the gate passed travels with each item: include.ml checks every read against it.
+        [(image.uri, image.label, image.content_hash) for image in snapshot.images],
         lambda uri: storage.read(storage.key(uri)),
     )
 
@@ -86,6 +88,7 @@ class FineTuneImageClassifierOperator(BaseOperator):
         self.snapshot_id = snapshot_id
 
     def execute(self, context: Any) -> dict:
+        from include.ml.data import ContentChanged, LabelMismatch
         from include.ml.hyperparameters import TrainConfig
         from include.ml.train import TrainingDiverged, train_and_save
         from include.training.records import (
@@ -122,7 +125,7 @@ class FineTuneImageClassifierOperator(BaseOperator):
             summary = train_and_save(
                 items, read, cfg.labels, source, config, directory, facts, Path(cfg.production_dir)
             )
-        except TrainingDiverged as err:
+        except (TrainingDiverged, ContentChanged, LabelMismatch) as err:  # the same every time: no retry
             raise AirflowFailException(str(err)) from None
         record_model(
             db,
@@ -218,6 +221,8 @@ class EvaluateImageClassifierOperator(BaseOperator):
         self.snapshot_id = snapshot_id
 
     def execute(self, context: Any) -> dict:
+        from include.ml.bundle import BundleError
+        from include.ml.data import ContentChanged, LabelMismatch
         from include.ml.evaluate import evaluate_bundle
         from include.training.records import derived_id, model_location, record_result
 
@@ -227,7 +232,11 @@ class EvaluateImageClassifierOperator(BaseOperator):
         out_dir = Path(self.evaluations_dir or settings().evaluations_dir) / self.model_id / result_id
         _limit_threads()
         title = f"{self.model_id} ({role})\ntest snapshot {snapshot.snapshot_id[:12]}"
-        evaluation = evaluate_bundle(Path(path), items, read, out_dir, title)
+        try:
+            evaluation = evaluate_bundle(Path(path), items, read, out_dir, title, settings().labels)
+        except (ContentChanged, LabelMismatch, BundleError) as err:
+            # A changed file, a model of other labels, a damaged bundle: a retry fails the same way.
+            raise AirflowFailException(str(err)) from None
         record_result(db, result_id, self.model_id, snapshot.snapshot_id, evaluation, context["run_id"])
         self.log.info(
             "%s on %s images: ROC AUC %s, accuracy %.3f; pictures in %s",

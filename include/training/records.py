@@ -150,6 +150,31 @@ def models_to_evaluate(db: RegistryDatabase, test_snapshot: str) -> list[str]:
     return [model_id for (model_id,) in rows]
 
 
+def unevaluable_models(db: RegistryDatabase, model_ids: list[str], labels: tuple[str, ...]) -> dict[str, str]:
+    """Of ``model_ids``, those trained on other labels than ``labels`` (MRI_LABELS), each with why.
+
+    Read from each bundle's ``mri_model.json`` (its ``id2label``), so nothing is stored: such a model
+    is passed over on every run, and evaluated again if MRI_LABELS is set back. A bundle that cannot
+    be read is not judged here: its evaluate task fails, alone, saying what is wrong.
+    """
+    from pathlib import Path
+
+    from include.ml.bundle import label_names, read_metadata
+    from include.ml.data import label_mismatch
+
+    reasons = {}
+    for model_id in model_ids:
+        path, _ = model_location(db, model_id)
+        try:
+            model_labels = label_names(read_metadata(Path(path))["id2label"])
+        except (OSError, ValueError, KeyError):
+            continue
+        reason = label_mismatch(model_labels, labels)
+        if reason:
+            reasons[model_id] = reason
+    return reasons
+
+
 def latest_result(db: RegistryDatabase, role: str, test_snapshot: str) -> dict | None:
     """The newest result of a model with ``role`` on ``test_snapshot`` (the baseline to compare with)."""
     p = db.placeholder

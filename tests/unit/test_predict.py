@@ -12,30 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from include.deploy.releases import LocalBundles
-from include.ml.bundle import DEPLOYMENT_FILE
 from launcher.predict import main
-from tests.support.tiny_models import save_tiny_model
+from tests.support.tiny_models import production_with_one_release
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def tiny_bundle(directory: Path) -> Path:
-    """The tiny ResNet saved as training saves one, plus the deployment record."""
-    save_tiny_model(directory, seed=3)
-    record = {"model_id": "m-tiny", "metric": "roc_auc", "value": 0.93}
-    (directory / DEPLOYMENT_FILE).write_text(json.dumps(record))
-    return directory
-
-
 @pytest.fixture(scope="module")
 def production(tmp_path_factory) -> Path:
-    """<production_dir> with current -> releases/r1, as deploy_best_model leaves it."""
-    root = tmp_path_factory.mktemp("production")
-    bundles = LocalBundles(root)
-    tiny_bundle(bundles.release_dir("r1"))
-    bundles.switch("r1")
-    return root
+    return production_with_one_release(tmp_path_factory.mktemp("production"))
 
 
 @pytest.fixture(scope="module")

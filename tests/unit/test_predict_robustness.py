@@ -16,33 +16,17 @@ from PIL import Image, ImageFile
 
 from include.config import settings
 from include.deploy.releases import LocalBundles
-from include.ml.bundle import DEPLOYMENT_FILE, save_model
+from include.ml.bundle import DEPLOYMENT_FILE
 from launcher import predict as cli
 from launcher.predict import main
-from tests.support.tiny_models import tiny_resnet
+from tests.support.tiny_models import production_with_one_release, served_bundle, tiny_resnet
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def tiny_bundle(directory: Path, seed: int = 3, model_id: str = "m-tiny", size: int = 32) -> Path:
-    """The tiny ResNet saved as training saves one (processor resizing to ``size``), plus the deployment record."""
-    from transformers import ConvNextImageProcessorPil
-
-    processor = ConvNextImageProcessorPil(size={"shortest_edge": size}, crop_pct=1.0)
-    save_model(tiny_resnet(seed), processor, directory, {"model_id": model_id})
-    record = {"model_id": model_id, "metric": "roc_auc", "value": 0.93}
-    (directory / DEPLOYMENT_FILE).write_text(json.dumps(record))
-    return directory
-
-
 @pytest.fixture(scope="module")
 def production(tmp_path_factory) -> Path:
-    """<production_dir> with current -> releases/r1, as deploy_best_model leaves it."""
-    root = tmp_path_factory.mktemp("production")
-    bundles = LocalBundles(root)
-    tiny_bundle(bundles.release_dir("r1"))
-    bundles.switch("r1")
-    return root
+    return production_with_one_release(tmp_path_factory.mktemp("production"))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +55,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 
 def test_truncated_weights_exit_2_with_one_line_naming_the_file_and_the_fix(tmp_path, image):
-    bundle = tiny_bundle(tmp_path / "bundle")
+    bundle = served_bundle(tmp_path / "bundle")
     weights = bundle / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
 
@@ -84,7 +68,7 @@ def test_truncated_weights_exit_2_with_one_line_naming_the_file_and_the_fix(tmp_
 
 
 def test_a_damaged_deployment_record_exits_2_naming_the_file(tmp_path, image):
-    bundle = tiny_bundle(tmp_path / "bundle")
+    bundle = served_bundle(tmp_path / "bundle")
     (bundle / DEPLOYMENT_FILE).write_text('{"model_id": ')
 
     status, _, err = run("--bundle", str(bundle), str(image))
@@ -99,7 +83,7 @@ def test_a_damaged_deployment_record_exits_2_naming_the_file(tmp_path, image):
 def test_a_bundle_with_only_pickled_weights_is_refused_with_the_reason(tmp_path, image):
     import torch
 
-    bundle = tiny_bundle(tmp_path / "bundle")
+    bundle = served_bundle(tmp_path / "bundle")
     torch.save(tiny_resnet(3).state_dict(), bundle / "pytorch_model.bin")
     (bundle / "model.safetensors").unlink()
 
@@ -135,8 +119,8 @@ def test_a_promotion_in_the_middle_of_loading_cannot_mix_two_releases(tmp_path, 
     from include.ml.predict import open_image, predict_proba
 
     bundles = LocalBundles(tmp_path / "production")
-    first = tiny_bundle(bundles.release_dir("r1"), seed=3, model_id="m-one", size=32)
-    tiny_bundle(bundles.release_dir("r2"), seed=4, model_id="m-two", size=40)
+    first = served_bundle(bundles.release_dir("r1"), seed=3, model_id="m-one", size=32)
+    served_bundle(bundles.release_dir("r2"), seed=4, model_id="m-two", size=40)
     bundles.switch("r1")
     reference = load_model(first)
     expected = predict_proba(reference.model, reference.processor, [open_image(image.read_bytes())])
@@ -361,7 +345,7 @@ def test_a_hostile_name_on_the_make_command_line_is_a_file_name_never_shell_word
 
 
 def test_a_name_like_an_option_is_a_file_name(production, image, tmp_path):
-    other = tiny_bundle(tmp_path / "other", seed=5, model_id="m-other")
+    other = served_bundle(tmp_path / "other", seed=5, model_id="m-other")
 
     done = make_predict(production, f"IMAGES={image} --bundle={other}", "JSON=1")
 
