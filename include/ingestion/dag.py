@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from include.config import settings
 from include.ingestion.mover import (
+    batch_keys_key,
     batches,
     capped_batch_size,
     first_reasons,
@@ -45,20 +46,28 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
         timeout = timedelta(minutes=cfg.batch_timeout_minutes)
 
         @task(execution_timeout=timeout)
-        def list_landing_batches() -> list[list[str]]:
-            """The snapshot this run owns: files arriving later wait for the next run."""
-            keys = [o.key for o in get_storage().list(landing_prefix(split))]
+        def list_landing_batches(**context) -> list[str]:
+            """The snapshot this run owns: files arriving later wait for the next run. Each batch's
+            keys are written to storage and passed by reference: XCom stays a few kB, and a file
+            name that is not UTF-8 travels as JSON escapes (Airflow 3 carries XComs as JSON)."""
+            storage = get_storage()
+            keys = [o.key for o in storage.list(landing_prefix(split))]
             size = capped_batch_size(len(keys), cfg.move_batch_size, max_mapped_batches())
             log.info("%s files in landing/%s, %s per batch", len(keys), split, size)
-            return batches(keys, size)
+            run_id = context["run_id"]
+            return [
+                storage.write_json(batch_keys_key(split, run_id, number), chunk)
+                for number, chunk in enumerate(batches(keys, size))
+            ]
 
         # The UI name of a batch: its first key, set by the task (see batch_name).
         @task(map_index_template="{{ batch_name | default('') }}", multiple_outputs=False, execution_timeout=timeout)
-        def move_batch(keys: list[str], **context) -> dict:
+        def move_batch(batch_keys: str, **context) -> dict:
             """Every key gets an outcome, logged in storage before the task ends; a failed file is
             that file's outcome, never the batch's."""
-            name_batch(keys)
             storage = get_storage()
+            keys = storage.read_json(batch_keys)
+            name_batch(keys)
             run_id, batch = context["run_id"], context["ti"].map_index
             # A batch that dies for good (an outage outlasting the retries) after copying files
             # leaves this rescan request, so those files are still registered.
@@ -100,6 +109,6 @@ def build_ingestion_dag(split: str, doc_md: str) -> DAG:
 
         listed = list_landing_batches()
         wait_for_files >> listed
-        summarize(move_batch.expand(keys=listed))
+        summarize(move_batch.expand(batch_keys=listed))
 
     return ingestion()

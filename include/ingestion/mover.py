@@ -98,8 +98,9 @@ def batches(keys: list[str], size: int) -> list[list[str]]:
 
 
 def first_reasons(pairs: Iterable[tuple[str, str | None]]) -> dict[str, str | None]:
-    """The first MAX_REASONS_IN_XCOM (file, reason) pairs, for a task's XCom."""
-    return dict(itertools.islice(pairs, MAX_REASONS_IN_XCOM))
+    """The first MAX_REASONS_IN_XCOM (file, reason) pairs, for a task's XCom; names made printable
+    (a name that is not UTF-8 cannot travel as JSON; the exact one is in the outcome log)."""
+    return {printable(key): reason for key, reason in itertools.islice(pairs, MAX_REASONS_IN_XCOM)}
 
 
 def capped_batch_size(files: int, size: int, max_batches: int) -> int:
@@ -308,6 +309,11 @@ def write_pending_manifest(
         return None
     storage.write(key, json.dumps({"run_id": run_id, "keys": keys, "rescan": rescan}).encode())
     return key
+
+
+def batch_keys_key(split: str, run_id: str, batch: int) -> str:
+    """Where a run keeps one batch of the landing keys it owns (a record, like the outcome logs)."""
+    return f"ingest_batches/{split}/{safe_name(run_id)}/batch-{batch:05d}.json"
 
 
 def write_outcome_log(storage: Storage, split: str, run_id: str, batch: int, outcomes: list[Outcome]) -> str:

@@ -52,7 +52,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             A run the mover's Dataset started reads only the mover's pending manifests: the files
             it moved. A manual run (or ``{"reconcile": true}`` in the run's conf, or a manifest
             asking for it) lists all of raw/<split>/, so a file put there by hand is found too."""
-            from include.registry.records import plan_prefix, read_manifests, write_json
+            from include.registry.records import plan_prefix, read_manifests
 
             storage, dag_run = get_storage(), context["dag_run"]
             manifests = [o.key for o in storage.list(pending_prefix(split))]
@@ -66,8 +66,8 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             uris = [storage.uri(key) for key in sorted(set(keys)) if is_listable(key)]
             mode = "all of raw/" if reconcile else f"{len(manifests)} pending manifest(s)"
             log.info("%s candidate files in raw/%s from %s", len(uris), split, mode)
-            listing = write_json(
-                storage, f"{plan_prefix(split, dag_run.run_id)}/candidates.json", {"uris": uris, "manifests": manifests}
+            listing = storage.write_json(
+                f"{plan_prefix(split, dag_run.run_id)}/candidates.json", {"uris": uris, "manifests": manifests}
             )
             return {"listing": listing, "files": len(uris), "manifests": len(manifests), "reconcile": reconcile}
 
@@ -77,17 +77,17 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             to storage: XCom carries their keys, a few kB whatever the run's size. A bad
             MRI_LABELS_CSV fails here, once, before any batch starts."""
             from include.db import get_database
-            from include.registry.records import plan_prefix, read_json, read_label_overrides, unregistered, write_json
+            from include.registry.records import plan_prefix, read_label_overrides, unregistered
 
             storage, db = get_storage(), get_database()
             read_label_overrides(storage, cfg.labels_csv)
-            new = unregistered(db, read_json(storage, listed["listing"])["uris"])
+            new = unregistered(db, storage.read_json(listed["listing"])["uris"])
             wanted = cfg.register_batch_size or db.register_batch_size
             size = capped_batch_size(len(new), wanted, max_mapped_batches())
             log.info("%s candidates in raw/%s, %s new, %s per batch", listed["files"], split, len(new), size)
             prefix = plan_prefix(split, context["run_id"])
             return [
-                write_json(storage, f"{prefix}/batch-{number:05d}.json", uris)
+                storage.write_json(f"{prefix}/batch-{number:05d}.json", uris)
                 for number, uris in enumerate(batches(new, size))
             ]
 
@@ -100,10 +100,10 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
         )
         def register_batch(batch: str, **context) -> dict:
             from include.db import get_database
-            from include.registry.records import Limits, fingerprint, read_json, read_label_overrides, write_records
+            from include.registry.records import Limits, fingerprint, read_label_overrides, write_records
 
             storage, run_id = get_storage(), context["run_id"]
-            uris = read_json(storage, batch)
+            uris = storage.read_json(batch)
             name_batch(uris)
             overrides = read_label_overrides(storage, cfg.labels_csv)
             limits = Limits(cfg.min_image_side, cfg.max_image_pixels)
@@ -131,10 +131,8 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             file lists. Deleted key by key; a manifest written since stays for the next run. A
             failed run deletes nothing, so its files come back in the next one. In the pool, as
             the last step of the registration the pool's tasks began."""
-            from include.registry.records import read_json
-
             storage = get_storage()
-            manifests = read_json(storage, listed["listing"])["manifests"]
+            manifests = storage.read_json(listed["listing"])["manifests"]
             for key in [*manifests, *planned, listed["listing"]]:
                 storage.delete(key)
             return len(manifests)

@@ -212,16 +212,6 @@ def plan_prefix(split: str, run_id: str) -> str:
     return f"{PLAN_AREA}/{split}/{safe_name(run_id)}"
 
 
-def write_json(storage: Storage, key: str, value: object) -> str:
-    # ensure_ascii: a file name that is not UTF-8 (surrogates) round-trips as \udcxx escapes.
-    storage.write(key, json.dumps(value).encode())
-    return key
-
-
-def read_json(storage: Storage, key: str) -> object:
-    return json.loads(storage.read(key))
-
-
 def write_records(db: RegistryDatabase, records: list[ImageRecord], run_id: str) -> None:
     """One transaction: new contents into `images`, every file into `image_files`. A batch is
     all in or all out; re-running it, or running an overlapping batch concurrently, adds nothing."""

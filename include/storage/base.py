@@ -16,11 +16,12 @@ the sensors see exactly what the listing sees, on every store):
 
 from __future__ import annotations
 
+import json
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from include.wiring.compat import BaseSensorOperator
@@ -151,6 +152,15 @@ class Storage(ABC):
     @abstractmethod
     def write(self, key: str, data: bytes) -> None:
         """Create or replace ``key`` (used for logs and reports, never for images)."""
+
+    def write_json(self, key: str, value: object) -> str:
+        """Store ``value`` as JSON at ``key``; returns the key. ASCII-escaped, so a file name that is
+        not UTF-8 (Python's surrogates) round-trips, and any JSON channel can carry the key."""
+        self.write(key, json.dumps(value).encode())
+        return key
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read(key))
 
     @abstractmethod
     def copy_new(self, source: str, destination: str, source_tag: str | None = None) -> bool:

@@ -28,7 +28,7 @@ from include.deploy.model_card import MODEL_CARD
 from include.deploy.promotion import CHECKPOINTS, production_model_id, promote, reconcile
 from include.deploy.releases import LocalBundles
 from include.wiring.datasets import MODEL_DEPLOYED
-from tests.support.metadata import dataset_events
+from tests.support.metadata import dataset_events, register
 from tests.support.tiny_models import save_tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -125,9 +125,7 @@ def gate(db, snapshot: str, at: int, success: bool = True) -> None:
 
 def deploy_run():
     """One deploy_best_model run, whatever its end; returns the DagRun."""
-    dag = build_deploy_dag("t")
-    dag.sync_to_db()  # registers its outlet Dataset, as the scheduler's DAG processor does
-    run = dag.test()
+    run = register(build_deploy_dag("t")).test()
     RUNS.append(run.run_id)
     return run
 

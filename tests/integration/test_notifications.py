@@ -11,6 +11,7 @@ import pytest
 from include.config import settings
 from include.wiring.compat import dag, task
 from include.wiring.notifications import notify_on
+from tests.support.metadata import register
 
 
 def one_task_dag(fail: bool):
@@ -36,7 +37,7 @@ def notifications(tmp_path, monkeypatch):
 
 
 def test_a_failed_task_writes_a_json_notification_with_the_error(notifications):
-    one_task_dag(fail=True).test()
+    register(one_task_dag(fail=True)).test()
 
     (written,) = (notifications / "notify_fail").glob("*.json")
     record = json.loads(written.read_text())
@@ -64,7 +65,7 @@ def test_success_is_posted_to_the_slack_webhook_with_the_rendered_message(notifi
     monkeypatch.setenv("MRI_SLACK_CONN_ID", "test_slack")
     settings.cache_clear()
     try:
-        one_task_dag(fail=False).test()
+        register(one_task_dag(fail=False)).test()
     finally:
         server.shutdown()
 
@@ -82,7 +83,7 @@ def test_each_mapped_task_instance_notifies_its_own_rendered_message(notificatio
 
         train.expand(learning_rate=[0.1, 0.2])
 
-    notify_mapped().test()
+    register(notify_mapped()).test()
 
     messages = sorted(json.loads(p.read_text())["message"] for p in (notifications / "notify_mapped").glob("*.json"))
     assert messages == ["trained lr=0.1", "trained lr=0.2"]

@@ -14,7 +14,7 @@ from include.quality.dag import build_quality_gate_dag, build_quality_report_dag
 from include.registry.records import ImageRecord, write_records
 from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
 from include.wiring.datasets import GATE_PASSED
-from tests.support.metadata import dataset_events
+from tests.support.metadata import dataset_events, register
 
 
 def record(n: int, label: str, split: str = "train", name: str | None = None, mode: str = "L") -> ImageRecord:
@@ -46,9 +46,7 @@ def gate_env(db_conn_id, tmp_path, monkeypatch):
 
 
 def run_gate_dag(split: str = "train"):
-    dag = build_quality_gate_dag(split, "t")
-    dag.sync_to_db()  # registers its outlet Dataset, as the scheduler's DAG processor does
-    run = dag.test()
+    run = register(build_quality_gate_dag(split, "t")).test()
     return run, run.get_task_instance("validate_snapshot")
 
 

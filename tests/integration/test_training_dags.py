@@ -27,6 +27,7 @@ from include.registry.records import ImageRecord, write_records
 from include.registry.snapshots import take_snapshot
 from include.storage import get_storage
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
+from tests.support.metadata import run_task_again
 from tests.support.tiny_models import tiny_resnet
 
 
@@ -201,13 +202,6 @@ def test_evaluation_reads_the_snapshot_by_its_uris_from_s3(ml, s3_root, monkeypa
     )
 
 
-def run_again(dag, run, task_id: str, map_index: int) -> None:
-    """Run one finished task instance of ``run`` again, as a retry or a cleared task does."""
-    ti = run.get_task_instance(task_id, map_index=map_index)
-    ti.task = dag.get_task(task_id)
-    ti.run(ignore_all_deps=True, ignore_ti_state=True, test_mode=True)
-
-
 # Every name of TrainConfig: printed whole, this entry is longer than rendered_map_index's 250 chars.
 EVERY_KEY = {
     "epochs": 1,
@@ -250,7 +244,7 @@ def test_a_retried_fine_tune_and_evaluation_keep_the_snapshot_their_run_picked(m
 
     # A newer snapshot passes its gate, then the run's fine_tune is retried (or cleared).
     register_and_gate(db, storage, "train", per_class=4, first_seed=100)
-    run_again(train, run, "fine_tune", 0)
+    run_task_again(train, run, "fine_tune", 0)
 
     assert recorded == picked and db.fetch_all("SELECT model_id, train_snapshot FROM models") == [(model_id, picked)]
     metadata = read_metadata(path)
@@ -261,7 +255,7 @@ def test_a_retried_fine_tune_and_evaluation_keep_the_snapshot_their_run_picked(m
     evaluated = evaluate.test()
     assert evaluated.state == DagRunState.SUCCESS
     register_and_gate(db, storage, "test", per_class=2, first_seed=900)
-    run_again(evaluate, evaluated, "evaluate", 0)
+    run_task_again(evaluate, evaluated, "evaluate", 0)
     assert db.fetch_all("SELECT model_id, test_snapshot, images FROM model_results") == [(model_id, tested, 6)]
 
 

@@ -53,3 +53,39 @@ def xcom_value(run: Any, task_id: str) -> Any:
             )
         ).scalar_one()
     return XCom.deserialize_value(type("Result", (), {"value": row})())
+
+
+def register(dag: Any) -> Any:
+    """Write ``dag`` and its Datasets (Assets) to the metadata DB, as the DAG processor does, so
+    ``dag.test()`` can emit events for them; returns the DAG."""
+    if not AIRFLOW_V_3_0_PLUS:
+        dag.sync_to_db()
+        return dag
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()  # the "dags-folder" bundle row the DAG refers to
+    bag = DagBag(dag_folder=[], collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+    return dag
+
+
+def run_task_again(dag: Any, run: Any, task_id: str, map_index: int) -> None:
+    """Run one finished task instance of ``run`` again, as a retry or a cleared task does: with its
+    run id and map index, so the ids it derives are the same. Airflow 3 has no ``TaskInstance.run``;
+    ``airflow tasks test`` runs it there, from the DAG file of the same id."""
+    if not AIRFLOW_V_3_0_PLUS:
+        ti = run.get_task_instance(task_id, map_index=map_index)
+        ti.task = dag.get_task(task_id)
+        ti.run(ignore_all_deps=True, ignore_ti_state=True, test_mode=True)
+        return
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "airflow", "tasks", "test", dag.dag_id, task_id, run.run_id]
+    done = subprocess.run(
+        [*command, "--map-index", str(map_index)], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
