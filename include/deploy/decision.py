@@ -47,7 +47,8 @@ class Decision:
     ranking: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # A list, as JSON has it: XCom hands it back the same on both majors (serde keeps tuples).
+        return {**asdict(self), "ranking": list(self.ranking)}
 
 
 def decide(

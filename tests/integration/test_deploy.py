@@ -28,7 +28,7 @@ from include.deploy.model_card import MODEL_CARD
 from include.deploy.promotion import CHECKPOINTS, production_model_id, promote, reconcile
 from include.deploy.releases import LocalBundles
 from include.wiring.datasets import MODEL_DEPLOYED
-from tests.support.metadata import dataset_events, register
+from tests.support.metadata import dataset_events, register, xcom_value
 from tests.support.tiny_models import save_tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -134,8 +134,7 @@ def run_deploy():
     """One deploy_best_model run that must succeed; returns (decision dict, promote task state)."""
     run = deploy_run()
     assert run.state == DagRunState.SUCCESS
-    decision = run.get_task_instance("decide").xcom_pull(task_ids="decide")
-    return decision, run.get_task_instance("promote").state
+    return xcom_value(run, "decide"), run.get_task_instance("promote").state
 
 
 RUNS: list[str] = []

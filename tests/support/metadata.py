@@ -52,7 +52,9 @@ def xcom_value(run: Any, task_id: str) -> Any:
                 XCom.key == "return_value",
             )
         ).scalar_one()
-    return XCom.deserialize_value(type("Result", (), {"value": row})())
+    from airflow.sdk.serde import deserialize  # the Task SDK wrote it with serde (a tuple stays a tuple)
+
+    return deserialize(XCom.deserialize_value(type("Result", (), {"value": row})()))
 
 
 def register(dag: Any) -> Any:
