@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.config import PROJECT_ROOT, settings
+from include.db import get_database
+from include.wiring.setup import create_pools
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,8 @@ def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[Running
         )
     if uses_celery():
         components += celery_worker_commands(log_dir, settings().celery_workers)
+    # Pools before the scheduler: a task in a missing pool would never be scheduled.
+    create_pools(get_database())
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command, extra in components:
