@@ -42,3 +42,20 @@ def test_make_airflow_runs_against_the_project_dags_without_examples(tmp_path):
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert "preprocess_train_data" in listed.stdout
     assert "tutorial" not in listed.stdout
+
+
+def test_make_airflow_runs_the_airflow_of_each_profile(tmp_path):
+    """`make airflow ARGS=version` is 2.11.2 (the default) and `AIRFLOW=3` is 3.3.2, each installing
+    and migrating its own venv and Airflow home when missing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    for profile, version in (("2", "2.11.2"), ("3", "3.3.2")):
+        home = tmp_path / f"airflow-{profile}"
+        printed = make("airflow", f"AIRFLOW={profile}", "ARGS=version", env=env | {"AIRFLOW_HOME": str(home)})
+        assert printed.returncode == 0, printed.stderr[-2000:]
+        assert version in printed.stdout.splitlines(), printed.stdout[-2000:]
+
+
+def test_an_unknown_airflow_profile_names_the_two_there_are():
+    refused = make("airflow", "AIRFLOW=4", "ARGS=version", env=dict(os.environ))
+    assert refused.returncode != 0
+    assert "AIRFLOW=4: use AIRFLOW=2 (2.11.2 with the Astro SDK, the default) or AIRFLOW=3 (3.3.2)" in refused.stderr
