@@ -24,17 +24,12 @@ class ImageTooLarge(ValueError):
     """An image with more pixels than allowed, refused from its header before any pixel is decoded."""
 
 
-def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
-    """Decode ``data`` into an 8-bit RGB image, whatever its mode.
+def open_header(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """The image in ``data`` with only its header read: nothing is decoded yet.
 
-    16-bit (and 32-bit) grayscale is scaled by the image's own maximum: MRI exports often keep
-    12-bit values in a 16-bit container, so a fixed /257 would leave them nearly black. RGBA and
-    palette images are laid on black, the background of an MRI slice. The image processor for
-    ResNet expects 3 channels; a grayscale image given to it as is fails or is misread.
-
-    :param data: the file's bytes (JPEG, PNG, anything PIL decodes).
     :param max_pixels: refuse (ImageTooLarge) an image whose header declares more pixels than this
-        (MRI_MAX_IMAGE_PIXELS), before decoding: a small file can declare a huge image.
+        (MRI_MAX_IMAGE_PIXELS): a small file can declare a huge image. The check is ours rather than
+        PIL's process-wide ``Image.MAX_IMAGE_PIXELS``, so no caller changes it for another.
     """
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
@@ -46,6 +41,21 @@ def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
             f"too large: {width}x{height} = {width * height} pixels, over MRI_MAX_IMAGE_PIXELS={max_pixels} "
             "(refused from its header, not decoded)"
         )
+    return image
+
+
+def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode ``data`` into an 8-bit RGB image, whatever its mode.
+
+    16-bit (and 32-bit) grayscale is scaled by the image's own maximum: MRI exports often keep
+    12-bit values in a 16-bit container, so a fixed /257 would leave them nearly black. RGBA and
+    palette images are laid on black, the background of an MRI slice. The image processor for
+    ResNet expects 3 channels; a grayscale image given to it as is fails or is misread.
+
+    :param data: the file's bytes (JPEG, PNG, anything PIL decodes).
+    :param max_pixels: see ``open_header``.
+    """
+    image = open_header(data, max_pixels)
     image.load()
     if image.mode in WIDE_GRAYSCALE_MODES:
         pixels = np.asarray(image, dtype=np.float64)

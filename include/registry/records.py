@@ -12,15 +12,15 @@ import json
 import logging
 import posixpath
 import re
-import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from include.config import ConfigError
 from include.db import RegistryDatabase
 from include.ingestion.mover import UPLOAD_SUFFIX, printable, safe_name
+from include.ml.predict import ImageTooLarge, open_header
 from include.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,15 @@ def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
     """Width, height and mode of a fully decodable image; anything else raises Quarantine."""
     if not data:
         raise Quarantine("empty file (0 bytes)")
-    # PIL's own guard, set to the project's limit, refuses a huge image from its header alone.
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            image.load()  # decodes every pixel: truncated files fail here, not in training
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise Quarantine(f"decompression bomb: over MRI_MAX_IMAGE_PIXELS={limits.max_pixels} ({err})") from None
-        except UnidentifiedImageError:  # its message carries a memory address; this one is stable
-            raise Quarantine("cannot decode: not an image format PIL knows") from None
-        except Exception as err:  # PIL raises many types for corrupt data
-            raise Quarantine(f"cannot decode: {err}") from None
+    try:
+        image = open_header(data, limits.max_pixels)
+        image.load()  # decodes every pixel: truncated files fail here, not in training
+    except ImageTooLarge as err:
+        raise Quarantine(f"decompression bomb: {err}") from None
+    except UnidentifiedImageError:  # its message carries a memory address; this one is stable
+        raise Quarantine("cannot decode: not an image format PIL knows") from None
+    except Exception as err:  # PIL raises many types for corrupt data
+        raise Quarantine(f"cannot decode: {err}") from None
     width, height = image.size
     if min(width, height) < limits.min_side:
         raise Quarantine(f"too small: {width}x{height}, MRI_MIN_IMAGE_SIDE is {limits.min_side}")

@@ -17,6 +17,7 @@ from PIL import Image, ImageFile
 from include.config import settings
 from include.deploy.releases import LocalBundles
 from include.ml.bundle import DEPLOYMENT_FILE
+from include.registry.records import Limits, Quarantine, inspect_image
 from launcher import predict as cli
 from launcher.predict import main
 from tests.support.tiny_models import production_with_one_release, served_bundle, tiny_resnet
@@ -209,6 +210,12 @@ def test_an_image_over_MRI_MAX_IMAGE_PIXELS_is_refused_from_its_header_undecoded
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(sixteen_bit_png(9000, 9000))
     assert bomb.stat().st_size < 1_000_000
+    # The registry checked an image in this process first, with a lower limit: that must not lower
+    # PIL's own, process-wide one under predict (it did, and predict then gave PIL's message).
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(Quarantine, match="over MRI_MAX_IMAGE_PIXELS=100"):
+        inspect_image(sixteen_bit_png(20, 20), Limits(min_side=1, max_pixels=100))
+    assert Image.MAX_IMAGE_PIXELS == pil_limit
 
     def no_decoding(self):
         raise AssertionError("decoded an image over MRI_MAX_IMAGE_PIXELS")
