@@ -53,7 +53,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale predict copy-registry system-deps test bench dq-report lint clean
+.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale predict copy-registry system-deps test bench parse-times dq-report lint clean
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -124,14 +124,18 @@ system-deps:  ## install the Debian packages the tests need (PostgreSQL 15, Redi
 test: install system-deps  ## run the test suite (starts its own PostgreSQL, Redis, S3 endpoint and Airflow)
 	$(BIN)/python -m pytest tests
 
-bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate, the Celery scale profile, fine-tune vs bare torch (Markdown tables)
+bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate, the Celery scale profile, fine-tune vs bare torch, Airflow 2.11.2 vs 3.3.2 (Markdown tables)
 	$(BIN)/python -m benchmarks.registry_writes
 	$(BIN)/python -m benchmarks.preprocess_stages
 	$(BIN)/python -m benchmarks.quality_gate
 	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.finetune
 	$(BIN)/python -m benchmarks.parse_times
+	$(BIN)/python -m benchmarks.airflow_majors
 	$(BIN)/python -m benchmarks.headline
+
+parse-times: install  ## DAG file parse times on this AIRFLOW, each file in a fresh interpreter (ARGS=--json: one JSON line)
+	$(BIN)/python -m benchmarks.parse_times $(ARGS)
 
 dq-report: migrate  ## validate both splits now (backend of MRI_DB_CONN_ID), print the Data Docs page; gates nothing
 	$(BIN)/python -m include.quality report

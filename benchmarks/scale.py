@@ -87,16 +87,6 @@ def upload(folder: Path, prefix: str) -> list[str]:
     return keys
 
 
-def unpause(dag_ids: tuple[str, ...]) -> None:
-    from airflow.models import DagBag, DagModel
-
-    bag = DagBag(include_examples=False)
-    assert not bag.import_errors, bag.import_errors
-    bag.sync_to_db()
-    for dag_id in dag_ids:
-        DagModel.get_dagmodel(dag_id).set_is_paused(False)
-
-
 def end_to_end(files: int, meta_url: str, log_dir: Path, timeout: float) -> dict:
     """Run the two train DAGs on the real services until ``files`` are registered."""
     import psycopg2
@@ -105,13 +95,12 @@ def end_to_end(files: int, meta_url: str, log_dir: Path, timeout: float) -> dict
     from launcher.services import airflow_services
     from tests.support.concurrency import most_at_once
 
-    unpause(TRAIN_DAGS)
     registry = get_database()
     logging.getLogger("airflow.hooks.base").setLevel(logging.WARNING)  # one "Retrieving connection" a poll
     sampler = MemorySampler({"scheduler": ("airflow", "scheduler"), "worker": ("celery", "worker1@")})
     sampler.start()
     began = time.monotonic()
-    with airflow_services(log_dir) as services:
+    with airflow_services(log_dir, dag_ids=TRAIN_DAGS) as services:  # registered and unpaused when it starts
         while registry.fetch_all("SELECT COUNT(*) FROM image_files")[0][0] < files:
             assert time.monotonic() - began < timeout, f"not registered within {timeout} s; logs in {log_dir}"
             services.raise_if_stopped()

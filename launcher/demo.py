@@ -1,6 +1,7 @@
 """``python -m launcher.demo``: the whole event-driven pipeline, once, on the configured backends.
 
-Starts a real Airflow scheduler and triggerer (and the webserver with ``--keep-ui``), unpauses the
+Starts the Airflow components through :mod:`launcher.services` (2.x: a scheduler and a triggerer,
+the webserver with ``--keep-ui``; 3.x: also the api-server and the dag-processor), unpauses the
 pipeline's DAGs, uploads the phantom data set plus stray files into ``landing/``, and lets Datasets
 drive the chain: ingest -> preprocess -> quality gate -> train (the sweep) -> evaluate baseline and
 fine-tuned -> pick and promote. While it waits it prints one line per change (a DAG run started or
@@ -17,6 +18,7 @@ import json
 import logging
 import re
 import signal
+import statistics
 import sys
 import time
 from collections import Counter
@@ -27,7 +29,8 @@ import pendulum
 from include.config import DATA_DIR, PROJECT_ROOT, settings
 from include.storage import get_storage
 from include.wiring.datasets import SPLITS
-from launcher.services import ComponentStopped, RunningServices, airflow_services
+from launcher.progress import Progress
+from launcher.services import ComponentStopped, RunningServices, airflow_services, this_airflow
 
 log = logging.getLogger("launcher.demo")
 
@@ -48,27 +51,11 @@ STRAY_FILES = {
     "glioma (9002)'); DROP TABLE images;--.png": b"\x89PNG\r\n\x1a\n" + b"cut short",
 }
 SUMMARY_PATH = PROJECT_ROOT / "reports" / "demo_summary.json"
-UI_ADDRESS = "http://127.0.0.1:8080"
 
 
 def pipeline_dags(until: str) -> list[str]:
     names = list(STAGES)
     return [dag_id for stage in names[: names.index(until) + 1] for dag_id in STAGES[stage]]
-
-
-def unpause(dag_ids: list[str]) -> None:
-    """Register the DAGs in the metadata DB and unpause them, as a user would in the UI."""
-    from airflow.models import DagBag, DagModel
-
-    bag = DagBag(include_examples=False)
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    missing = sorted(set(dag_ids) - set(bag.dag_ids))
-    if missing:
-        raise RuntimeError(f"DAGs of the chain not found in {bag.dag_folder}: {missing}")
-    bag.sync_to_db()
-    for dag_id in dag_ids:
-        DagModel.get_dagmodel(dag_id).set_is_paused(False)
 
 
 def upload(phantom_dir: Path) -> dict[str, int]:
@@ -85,81 +72,59 @@ def upload(phantom_dir: Path) -> dict[str, int]:
     return dict(uploaded)
 
 
-def file_counts(since: pendulum.DateTime) -> dict[str, Counter]:
+def file_counts(progress: Progress, since: pendulum.DateTime) -> dict[str, Counter]:
     """Per split, from the XComs of this demo's runs: files moved by ingestion, files registered."""
-    from airflow.models import XCom
-    from airflow.utils.session import create_session
-
     seen = {split: Counter() for split in SPLITS}
-    with create_session() as session:
-        for split in SPLITS:
-            for dag_id, task_id, prefix in (
-                (f"in_new_{split}_data", "move_batch", "ingest_"),
-                (f"preprocess_{split}_data", "register_batch", "registry_"),
-            ):
-                rows = session.query(XCom).filter(
-                    XCom.dag_id == dag_id, XCom.task_id == task_id, XCom.key == "return_value", XCom.timestamp >= since
-                )
-                for row in rows:
-                    for outcome, n in (row.value or {}).get("counts", {}).items():
-                        seen[split][prefix + outcome] += n
+    for split in SPLITS:
+        for dag_id, task_id, prefix in (
+            (f"in_new_{split}_data", "move_batch", "ingest_"),
+            (f"preprocess_{split}_data", "register_batch", "registry_"),
+        ):
+            for value in progress.return_values(dag_id, task_id, since):
+                for outcome, n in (value or {}).get("counts", {}).items():
+                    seen[split][prefix + outcome] += n
     return seen
 
 
 class Watcher:
-    """Polls the metadata DB and the task logs; prints one line per change; knows when all is quiet."""
+    """Polls Airflow and the task logs; prints one line per change; knows when all is quiet."""
 
-    def __init__(self, dag_ids: list[str], since: pendulum.DateTime):
-        self.dag_ids, self.since = dag_ids, since
-        self.run_states: dict[tuple[str, str], str] = {}
+    def __init__(self, progress: Progress, dag_ids: list[str], since: pendulum.DateTime):
+        self.progress, self.dag_ids, self.since = progress, dag_ids, since
+        # The DAGs whose runs end (the continuous ingestion DAGs always have one running).
+        self.finite_dags = [dag_id for dag_id in dag_ids if not dag_id.startswith("in_new_")]
+        # Runs a stopped demo left queued or running, which the scheduler resumes: not announced as
+        # started, but their end is printed and a failure stops this demo as any other run's does.
+        resumed = progress.active_runs(self.finite_dags)
+        self.resumed = {(run.dag_id, run.run_id) for run in resumed}
+        self.run_states: dict[tuple[str, str], str] = {(run.dag_id, run.run_id): run.state for run in resumed}
+        self.runs_since = min([since, *(run.start_date for run in resumed if run.start_date)])
         self.counts: dict[str, dict] = {}
         # Epoch lines of earlier demos' training runs are not news: start at each log's end.
         self.log_offsets: dict[Path, int] = {path: path.stat().st_size for path in training_logs()}
 
     def poll(self) -> bool:
         """Print what changed; return True when the pipeline is quiet. Raises when a run failed."""
-        from airflow.models import DagRun, TaskInstance
-        from airflow.models.dataset import DatasetDagRunQueue
-        from airflow.utils.session import create_session
-        from airflow.utils.state import DagRunState, TaskInstanceState
-
         self._print_epochs()
-        with create_session() as session:
-            runs = session.query(DagRun).filter(DagRun.dag_id.in_(self.dag_ids), DagRun.start_date >= self.since)
-            failed = []
-            for run in runs:
-                key, state = (run.dag_id, run.run_id), run.state
-                if self.run_states.get(key) != state:
-                    self.run_states[key] = state
-                    self._print_run(run)
-                # A failed gate is a verdict on the data, not a broken pipeline: it is printed with
-                # its reason, the chain stops there, and the summary says so.
-                if state == DagRunState.FAILED and not run.dag_id.startswith("quality_gate_"):
-                    failed.append(run)
-            if failed:
-                raise PipelineFailed(failed_tasks(session, failed))
-            busy = session.query(TaskInstance).filter(
-                TaskInstance.dag_id.in_(self.dag_ids),
-                TaskInstance.task_id != CONTINUOUS_SENSOR,
-                TaskInstance.state.in_(
-                    [
-                        TaskInstanceState.SCHEDULED,
-                        TaskInstanceState.QUEUED,
-                        TaskInstanceState.RUNNING,
-                        TaskInstanceState.UP_FOR_RETRY,
-                        TaskInstanceState.RESTARTING,
-                        TaskInstanceState.DEFERRED,
-                    ]
-                ),
-            )
-            queued_by_datasets = session.query(DatasetDagRunQueue).filter(
-                DatasetDagRunQueue.target_dag_id.in_(self.dag_ids)
-            )
-            pending_runs = session.query(DagRun).filter(
-                DagRun.dag_id.in_([d for d in self.dag_ids if not d.startswith("in_new_")]),
-                DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]),
-            )
-            quiet = not (busy.count() or queued_by_datasets.count() or pending_runs.count())
+        failed = []
+        for run in self.progress.runs(self.dag_ids, self.runs_since):
+            key, state = (run.dag_id, run.run_id), run.state
+            if key not in self.resumed and (run.start_date is None or run.start_date < self.since):
+                continue
+            if self.run_states.get(key) != state:
+                self.run_states[key] = state
+                self._print_run(run)
+            # A failed gate is a verdict on the data, not a broken pipeline: it is printed with
+            # its reason, the chain stops there, and the summary says so.
+            if state == "failed" and not run.dag_id.startswith("quality_gate_"):
+                failed.append(run)
+        if failed:
+            raise PipelineFailed(failed_tasks(self.progress, failed))
+        quiet = not (
+            self.progress.active_tasks(self.dag_ids, ignore_task=CONTINUOUS_SENSOR)
+            or self.progress.queued_by_data(self.dag_ids)
+            or self.progress.active_runs(self.finite_dags)
+        )
         self._print_counts()
         return quiet and not any(get_storage().list(f"landing/{split}/") for split in SPLITS)
 
@@ -173,7 +138,7 @@ class Watcher:
             log.info("  %s", last_failure(run.dag_id))
 
     def _print_counts(self) -> None:
-        for split, counts in file_counts(self.since).items():
+        for split, counts in file_counts(self.progress, self.since).items():
             if counts and self.counts.get(split) != counts:
                 self.counts[split] = counts
                 log.info("  files %-5s %s", split, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -188,8 +153,9 @@ class Watcher:
             complete = chunk[: chunk.rfind(b"\n") + 1]
             self.log_offsets[path] = offset + len(complete)
             for line in complete.decode(errors="replace").splitlines():
-                if re.search(r"\bepoch\b", line, flags=re.IGNORECASE):
-                    log.info("  train %s", line.split(" - ", 1)[-1].split("} ", 1)[-1].strip())
+                message = this_airflow.log_message(line)
+                if re.search(r"\bepoch\b", message, flags=re.IGNORECASE):
+                    log.info("  train %s", message)
 
 
 def training_logs() -> list[Path]:
@@ -203,18 +169,8 @@ class PipelineFailed(RuntimeError):
     """A DAG run of the chain failed; the message names each failed task and its error."""
 
 
-def failed_tasks(session, runs) -> str:
-    from airflow.models import TaskInstance
-    from airflow.utils.state import TaskInstanceState
-
-    lines = []
-    for run in runs:
-        for ti in session.query(TaskInstance).filter(
-            TaskInstance.dag_id == run.dag_id,
-            TaskInstance.run_id == run.run_id,
-            TaskInstance.state.in_([TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED]),
-        ):
-            lines.append(f"{ti.dag_id}.{ti.task_id}[{ti.map_index}] {ti.state}")
+def failed_tasks(progress: Progress, runs) -> str:
+    lines = progress.failed_tasks(runs)
     detail = "; ".join(last_failure(run.dag_id) for run in runs)
     return f"Pipeline runs failed: {', '.join(lines)}. {detail} (task logs under $AIRFLOW_HOME/logs)"
 
@@ -243,7 +199,13 @@ def wait_until_quiet(
             services.raise_if_stopped()
         # Two quiet polls in a row: a task that has just finished may not have committed its
         # Dataset event yet when the first one looks.
-        quiet_polls = quiet_polls + 1 if watcher.poll() else 0
+        try:
+            quiet = watcher.poll()
+        except Exception:
+            if services is not None:  # a component that died (the api-server on 3.x) says more
+                services.raise_if_stopped()
+            raise
+        quiet_polls = quiet_polls + 1 if quiet else 0
         if quiet_polls >= 2:
             return
         if time.monotonic() > deadline:
@@ -257,45 +219,45 @@ def run(phantom_dir: Path, timeout: float, until: str = "deployed", keep_ui: boo
     :param phantom_dir: a data set made by ``launcher.phantom`` (``train/`` and ``test/``).
     :param timeout: seconds to wait for the pipeline to become quiet.
     :param until: the last stage to run: registry, gate, evaluated or deployed.
-    :param keep_ui: start the webserver too and keep everything running until Ctrl-C.
+    :param keep_ui: start the UI too and keep everything running until Ctrl-C.
     """
+    from airflow import __version__ as airflow_version
     from airflow.configuration import conf
 
     from launcher.summary import build_summary
 
     started = time.monotonic()
     dag_ids = pipeline_dags(until)
-    unpause(dag_ids)
-    if keep_ui:
-        ensure_ui_user()
     since = pendulum.now("UTC")
-    with airflow_services(Path(conf.get("logging", "base_log_folder")).parent / "demo", webserver=keep_ui) as services:
+    log_dir = Path(conf.get("logging", "base_log_folder")).parent / "demo"
+    with airflow_services(log_dir, ui=keep_ui, dag_ids=dag_ids) as services:
         if keep_ui:
-            log.info("Airflow UI: %s (user admin, password admin)", UI_ADDRESS)
+            # Printed once, here: a new password every demo (2.x keeps it hashed in the metadata DB,
+            # 3.x's simple auth manager in its passwords file, mode 0600).
+            log.info(
+                "Airflow UI: %s (user %s, password %s)",
+                services.ui_url,
+                services.login.username,
+                services.login.password,
+            )
         uploaded = upload(phantom_dir)
         log.info("Uploaded %s files into landing/; the sensors take it from here", uploaded)
-        watcher = Watcher(dag_ids, since)
+        watcher = Watcher(services.progress, dag_ids, since)
         wait_until_quiet(watcher, timeout, services)
         if keep_ui:
-            log.info("Done; the UI stays up at %s. Ctrl-C stops everything.", UI_ADDRESS)
+            log.info("Done; the UI stays up at %s. Ctrl-C stops everything.", services.ui_url)
             wait_for_interrupt(services)
+        # Read while Airflow is up: on 3.x they come from the api-server.
+        counts = file_counts(services.progress, since)
+        start_delays = services.progress.start_delays(dag_ids, since)
     # DuckDB has one writer at a time: the registry is read only after every task stopped.
-    summary = build_summary(file_counts(since), until, wall_seconds=time.monotonic() - started)
+    summary = build_summary(counts, until, wall_seconds=time.monotonic() - started)
+    summary["airflow"] = airflow_version
+    # The per-task overhead (queued -> running), compared across the majors by benchmarks.airflow_majors.
+    summary["task_start_median_seconds"] = round(statistics.median(start_delays), 2) if start_delays else None
     if keep_ui:
-        summary["ui"] = UI_ADDRESS
+        summary["ui"] = services.ui_url
     return summary
-
-
-def ensure_ui_user() -> None:
-    """A local admin for the UI the demo keeps up (127.0.0.1 only): admin / admin."""
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "users", "create", "--username", "admin", "--password", "admin"]
-        + ["--role", "Admin", "--firstname", "Demo", "--lastname", "Admin", "--email", "admin@localhost"],
-        check=True,
-        capture_output=True,  # says "already exist" on a second demo, with exit code 0
-    )
 
 
 def wait_for_interrupt(services: RunningServices) -> None:
@@ -320,7 +282,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the pipeline")
     parser.add_argument("--phantom-dir", type=Path, default=DATA_DIR / "phantom", help="where the data set is made")
     parser.add_argument("--until", choices=list(STAGES), default="deployed", help="the last stage to run")
-    parser.add_argument("--keep-ui", action="store_true", help="start the webserver and keep it up (Ctrl-C stops)")
+    parser.add_argument("--keep-ui", action="store_true", help="start the UI and keep it up (Ctrl-C stops)")
     parser.add_argument("--summary", type=Path, default=SUMMARY_PATH, help="where the JSON summary is written")
     args = parser.parse_args()
     configure_logging()

@@ -3,8 +3,9 @@
 The same DAGs as ``make demo``; only the environment changes. It starts, in throwaway folders,
 a PostgreSQL 15 (Airflow's metadata and the registry, ``MRI_DB_CONN_ID=mri_pg``), a Redis (the
 Celery broker) and moto's S3 server (the image store, over HTTP), then runs ``python -m
-launcher.demo`` with the CeleryExecutor: the scheduler, the triggerer and ``MRI_CELERY_WORKERS``
-Celery workers are separate processes. When the demo returns, every server is stopped; the
+launcher.demo`` with the CeleryExecutor: the scheduler, the triggerer (on Airflow 3 also the
+api-server and the dag-processor, see ``launcher.services``) and ``MRI_CELERY_WORKERS`` Celery
+workers are separate processes. When the demo returns, every server is stopped; the
 Airflow home (logs of the scheduler, the workers and every task) stays in ``data/scale/``.
 Arguments it does not know are passed to the demo (``--per-class 50``, ``--timeout 900``).
 """

@@ -1,28 +1,43 @@
 """The Airflow components the demo and the end-to-end tests start as real processes, and stop.
 
-Always a scheduler and a triggerer (for the deferrable sensors). Under the CeleryExecutor also
-``MRI_CELERY_WORKERS`` Celery workers, each a separate ``airflow celery worker`` process with its
-own Celery node name and its own task hostname, as if each ran on a machine of its own: the
-metadata DB then shows which worker ran which task (``task_instance.hostname``).
+What runs depends on the major (:mod:`launcher.airflow2`, :mod:`launcher.airflow3`, chosen here
+and nowhere else): on 2.x a scheduler and a triggerer (for the deferrable sensors), the
+webserver for a UI; on 3.x the api-server (always), the dag-processor, the scheduler and the
+triggerer. Under the CeleryExecutor also ``MRI_CELERY_WORKERS`` Celery workers, each a separate
+``airflow celery worker`` process with its own Celery node name and its own task hostname, as if
+each ran on a machine of its own: the metadata DB then shows which worker ran which task
+(``task_instance.hostname``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.config import PROJECT_ROOT, settings
 from include.db import get_database
+from include.wiring.compat import AIRFLOW_V_3_0_PLUS
 from include.wiring.setup import create_pools
+from launcher.progress import Login, Progress
+
+# What differs between the majors, in one module each behind the same functions (launcher.progress).
+if AIRFLOW_V_3_0_PLUS:
+    from launcher import airflow3 as this_airflow
+else:
+    from launcher import airflow2 as this_airflow
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +152,86 @@ def _kill_session(session_id: int, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+def start_component(command: list[str], log_file: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start one component in a session of its own (stopping it then reaches every process it
+    started, see :func:`_kill_session`), told to exit (SIGTERM) when this launcher dies, even by
+    SIGKILL: a killed ``make demo`` leaves no scheduler running on the metadata DB."""
+    return subprocess.Popen(
+        command,
+        stdout=open(log_file, "ab"),  # noqa: SIM115 (the child owns it)
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_terminate_with_parent,  # noqa: PLW1509 (it calls prctl only, async-signal-safe)
+    )
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it dies (PR_SET_PDEATHSIG)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class AnotherLauncher(RuntimeError):
+    """Another launcher runs Airflow's components on the same Airflow home."""
+
+
+class LauncherLock:
+    """One launcher per Airflow home: an exclusive ``flock`` on ``<log_dir>/launcher.lock``.
+
+    The kernel drops the lock when its holder dies, even by SIGKILL, so a live holder is the only
+    one that refuses a second launcher (two schedulers on one SQLite file). The file lists the
+    holder's components (pid and start time): a component that ignored or outlived the death
+    signal, or a task its killed scheduler left running, is stopped by the next launcher before it
+    starts its own.
+    """
+
+    def __init__(self, log_dir: Path):
+        self.fd = os.open(log_dir / "launcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read().get("launcher", "unknown")
+            os.close(self.fd)
+            raise AnotherLauncher(
+                f"Another launcher (pid {holder}) runs Airflow on {log_dir.parent}: stop it first "
+                "(Ctrl-C where it runs), or wait for it to finish."
+            ) from None
+        self._stop_leftovers()
+
+    def _read(self) -> dict:
+        text = os.pread(self.fd, 1 << 16, 0).decode()
+        return json.loads(text) if text.strip() else {}
+
+    def _stop_leftovers(self) -> None:
+        import psutil
+
+        for name, (pid, started) in self._read().get("components", {}).items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).create_time() != started:
+                    continue  # the pid now names another process: not ours to stop
+            # The leader may be gone while its session lives on (a killed scheduler's task).
+            if session_members(pid):
+                log.warning("Stopping what %s (pid %d) of a killed launcher left running", name, pid)
+                _kill_session(pid)
+        self.record({})
+
+    def record(self, processes: dict[str, subprocess.Popen]) -> None:
+        """Note the running ``processes`` (written in place: a new file would not carry the lock)."""
+        import psutil
+
+        components = {}
+        for name, process in processes.items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                components[name] = (process.pid, psutil.Process(process.pid).create_time())
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps({"launcher": os.getpid(), "components": components}).encode(), 0)
+
+    def release(self) -> None:
+        self.record({})
+        os.close(self.fd)
+
+
 class ComponentStopped(RuntimeError):
     """A component this launcher started exited while it was meant to be running.
 
@@ -150,10 +245,20 @@ class ComponentStopped(RuntimeError):
 
 @dataclass
 class RunningServices:
-    """The components :func:`airflow_services` started, by name."""
+    """The components :func:`airflow_services` started, by name, and how to reach them.
+
+    :param api_url: the REST API the launcher reads (Airflow 3: the api-server), else None.
+    :param ui_url: the UI, when one was asked for.
+    :param login: the UI's and API's user, when there is one.
+    :param progress: reads what the pipeline does (runs, task states, XComs), set once all started.
+    """
 
     processes: dict[str, subprocess.Popen]
     log_dir: Path
+    api_url: str | None = None
+    ui_url: str | None = None
+    login: Login | None = None
+    progress: Progress | None = field(default=None, repr=False)
 
     def raise_if_stopped(self) -> None:
         """Raise :class:`ComponentStopped` naming the first component that has exited, and its log."""
@@ -167,45 +272,55 @@ class RunningServices:
 
 
 @contextmanager
-def airflow_services(log_dir: Path, webserver: bool = False) -> Iterator[RunningServices]:
-    """A scheduler, a triggerer and (CeleryExecutor) the Celery workers, stopped when the block ends.
+def airflow_services(log_dir: Path, ui: bool = False, dag_ids: Sequence[str] = ()) -> Iterator[RunningServices]:
+    """This major's components and (CeleryExecutor) the Celery workers, stopped when the block ends.
+
+    In two steps: what must be up before anything runs a task (3.x: the api-server, which tasks
+    report to, and the dag-processor, which registers the DAGs), then, once ``dag_ids`` are
+    registered and unpaused, the rest (the scheduler, the triggerer, the webserver, the workers).
 
     :param log_dir: where each component's output goes (``<name>.log``).
-    :param webserver: also the webserver, on 127.0.0.1:8080.
+    :param ui: also the UI (2.x: the webserver on 127.0.0.1:8080; 3.x: the api-server, on
+        ``[api] port``), with a new random password for user admin (``services.login``).
+    :param dag_ids: DAGs to register and unpause before the scheduler starts.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
-    # The executor starts every task as an `airflow tasks run` process: the venv's airflow, and
-    # the project importable (`include`), as in an Astro image.
+    lock = LauncherLock(log_dir)  # before anything changes: a live launcher's password, pools, ...
+    try:
+        with _started(lock, log_dir, ui, dag_ids) as services:
+            yield services
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _started(lock: LauncherLock, log_dir: Path, ui: bool, dag_ids: Sequence[str]) -> Iterator[RunningServices]:
+    plan = this_airflow.prepare(ui)
+    # The executor starts every task as a new process: the venv's airflow, and the project
+    # importable (`include`), as in an Astro image.
     env = {
         **os.environ,
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+        **plan.env,
     }
-    components = [(service, [sys.executable, "-m", "airflow", service], {}) for service in ("scheduler", "triggerer")]
-    if webserver:
-        components.append(
-            (
-                "webserver",
-                [sys.executable, "-m", "airflow", "webserver", "--port", "8080", "--hostname", "127.0.0.1"],
-                {},
-            )
-        )
+    first, rest = (
+        [(name, [sys.executable, "-m", "airflow", *args], extra) for name, args, extra in components]
+        for components in (plan.first, plan.components)
+    )
     if uses_celery():
-        components += celery_worker_commands(log_dir, settings().celery_workers)
+        rest += celery_worker_commands(log_dir, settings().celery_workers)
     # Pools before the scheduler: a task in a missing pool would never be scheduled.
     create_pools(get_database())
-    processes: dict[str, subprocess.Popen] = {}
+    services = RunningServices({}, log_dir, plan.api_url, plan.ui_url, plan.login)
     try:
-        for name, command, extra in components:
-            processes[name] = subprocess.Popen(
-                command,
-                stdout=open(log_dir / f"{name}.log", "ab"),  # noqa: SIM115 (the child owns it)
-                stderr=subprocess.STDOUT,
-                env={**env, **extra},
-                # Its own session, so stopping it reaches every process it started (see _kill_session).
-                start_new_session=True,
-            )
-        log.info("Started %s; their output is in %s", ", ".join(processes), log_dir)
-        yield RunningServices(processes, log_dir)
+        for step in (first, rest):
+            for name, command, extra in step:
+                services.processes[name] = start_component(command, log_dir / f"{name}.log", {**env, **extra})
+                lock.record(services.processes)
+            if services.progress is None:
+                services.progress = this_airflow.connect(services, dag_ids)
+        log.info("Started %s; their output is in %s", ", ".join(services.processes), log_dir)
+        yield services
     finally:
-        _stop(list(processes.values()))
+        _stop(list(services.processes.values()))

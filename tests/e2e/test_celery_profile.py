@@ -7,14 +7,12 @@ import subprocess
 import sys
 
 import psycopg2
-import pytest
 
 from launcher.scale_profile import create_bucket, create_database, migrate_metadata, scale_environment
 from tests.support.concurrency import most_at_once
 from tests.support.redis import running_redis
 
 
-@pytest.mark.airflow2_launcher
 def test_demo_on_celery_runs_mapped_register_batches_on_both_workers_at_once(postgres_server, s3_endpoint, tmp_path):
     # Databases of their own on the session's server: other tests use its `mri` database.
     meta_url = create_database(postgres_server, "celery_meta")

@@ -6,12 +6,10 @@ import subprocess
 import sys
 
 import psycopg2
-import pytest
 
 from tests.support.concurrency import most_at_once
 
 
-@pytest.mark.airflow2_launcher
 def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_server, tmp_path):
     meta_url = postgres_server.url.rsplit("/", 1)[0] + "/airflow_meta"
     admin = psycopg2.connect(postgres_server.url)
