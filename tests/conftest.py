@@ -44,6 +44,17 @@ def airflow_metadata_db() -> Path:
     return _AIRFLOW_HOME / "airflow.db"
 
 
+@pytest.fixture(autouse=True)
+def settings_read_afresh():
+    """Every test reads the settings of its own environment: the cached settings are cleared before
+    it and, in teardown (so also after a failure), once its environment is restored."""
+    from include.config import settings
+
+    settings.cache_clear()
+    yield
+    settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> PostgresServer:
     """A real PostgreSQL 15 on 127.0.0.1, started once for the session and stopped at its end."""
@@ -130,8 +141,18 @@ def storage_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch
         monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
     monkeypatch.setenv("MRI_SENSOR_POKE_SECONDS", "1")
     settings.cache_clear()
-    yield settings()
-    settings.cache_clear()
+    return settings()
+
+
+# A test of tests/e2e/ runs the demo (a real scheduler, up to twice): ~10 minutes on 2 cores, its own
+# timeout 30 minutes. Its limit here is above that, so the demo's own message comes first.
+E2E_TIMEOUT_SECONDS = 3600
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The tests of tests/e2e/ get E2E_TIMEOUT_SECONDS instead of pytest.ini's `timeout`, unless they set one."""
+    if (PROJECT_ROOT / "tests" / "e2e") in Path(item.path).parents and not item.get_closest_marker("timeout"):
+        item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_SECONDS))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from include.db import queries
+
 if TYPE_CHECKING:  # the SDK's Connection on Airflow 3, the model on Airflow 2: the same fields
     from airflow.models.connection import Connection
 
@@ -160,6 +162,14 @@ class RegistryDatabase(ABC):
         with self.transaction() as cursor:
             cursor.execute(sql, parameters)
             return cursor.fetchall()
+
+    def statement(self, sql_file: str, **parameters: Any) -> tuple[str, list[Any]]:
+        """The statement of ``sql/<sql_file>`` for this backend and its values, for ``execute`` or
+        :meth:`fetch_all`: ``db.fetch_all(*db.statement("latest_result.sql", role="baseline", ...))``.
+
+        :param parameters: the values of the file's ``{{ name }}`` markers.
+        """
+        return queries.bound(queries.sql_file(sql_file), parameters, self.placeholder)
 
     def fetch_records(self, sql: str, parameters: tuple | list | None = None) -> list[dict[str, Any]]:
         """Like :meth:`fetch_all`, each row a dict keyed by the query's column names."""

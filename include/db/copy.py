@@ -39,18 +39,6 @@ log = logging.getLogger(__name__)
 # Rows per target transaction: bounded memory for 100k-row tables, few round trips.
 CHUNK_ROWS = 10_000
 CREATED_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.IGNORECASE)
-# Both DuckDB and PostgreSQL implement these information_schema views.
-COLUMNS_SQL = (
-    "SELECT column_name, data_type FROM information_schema.columns "
-    "WHERE table_schema = current_schema() AND table_name = {p} ORDER BY ordinal_position"
-)
-PRIMARY_KEY_SQL = (
-    "SELECT kcu.column_name FROM information_schema.table_constraints tc "
-    "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
-    "AND kcu.table_name = tc.table_name AND kcu.table_schema = tc.table_schema "
-    "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema() AND tc.table_name = {p} "
-    "ORDER BY kcu.ordinal_position"
-)
 
 
 class CopyError(RuntimeError):
@@ -105,10 +93,10 @@ class TableReader:
 
     def __init__(self, db: RegistryDatabase, table: str):
         self.db, self.table = db, table
-        columns = db.fetch_all(COLUMNS_SQL.format(p=db.placeholder), (table,))
+        columns = db.fetch_all(*db.statement("table_columns.sql", table=table))
         self.columns = [name for name, _ in columns]
         self.json_columns = {name for name, data_type in columns if data_type.lower() in ("json", "jsonb")}
-        key = [name for (name,) in db.fetch_all(PRIMARY_KEY_SQL.format(p=db.placeholder), (table,))]
+        key = [name for (name,) in db.fetch_all(*db.statement("primary_key.sql", table=table))]
         # A table without a primary key: a row is its own key.
         self.key = key or self.columns
         checked_identifiers(table, *self.columns)

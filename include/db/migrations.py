@@ -1,6 +1,6 @@
 """Apply ``migrations/NNNN_<what>.sql`` in order, once each, recorded in ``schema_migrations``.
 
-A 60-line runner instead of Alembic: the schema is plain DDL that DuckDB and PostgreSQL both
+A small runner instead of Alembic: the schema is plain DDL that DuckDB and PostgreSQL both
 accept, so there is nothing for an ORM layer to translate, and Alembic's DuckDB support
 (ALTER forms, SERIAL for integer keys) would be the riskiest part of it. Each file runs in one
 transaction with its version row, so a failed migration leaves nothing half applied.
@@ -16,17 +16,10 @@ from pathlib import Path
 
 from include.config import MIGRATIONS_DIR
 from include.db.base import RegistryDatabase
+from include.db.queries import sql_file
 
 log = logging.getLogger(__name__)
 
-VERSION_TABLE_DDL = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL,
-    checksum    TEXT NOT NULL,
-    applied_at  TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT current_timestamp
-)
-"""
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -74,7 +67,7 @@ def apply_migrations(db: RegistryDatabase, directory: Path = MIGRATIONS_DIR) -> 
     for migration in discover(directory):
         with db.transaction() as cursor:
             db.lock_for_migrations(cursor)
-            cursor.execute(VERSION_TABLE_DDL)
+            cursor.execute(sql_file("create_schema_migrations.sql"))
             cursor.execute(
                 f"SELECT checksum FROM schema_migrations WHERE version = {db.placeholder}", (migration.version,)
             )

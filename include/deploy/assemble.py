@@ -9,6 +9,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.config import settings
 from include.db import RegistryDatabase
 from include.deploy.decision import Decision, PromotionError
 from include.deploy.model_card import CONFUSION_FILE, MODEL_CARD, ROC_FILE, model_card
@@ -19,12 +20,29 @@ from include.ml.bundle import DEPLOYMENT_FILE, label_names, missing_files
 # the label map, the image processor's preprocessor_config.json, mri_model.json).
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
+# The evaluation's pictures a release carries: (file in the release, model_results column).
+PICTURES = ((ROC_FILE, "roc_png"), (CONFUSION_FILE, "confusion_png"))
 # Side of the synthetic probe image a staged release must classify before it is served.
 PROBE_SIDE = 64
 
 
-def _read_artifact(uri: str | None) -> bytes | None:
-    """A picture the evaluation wrote: a local path, or a URI inside MRI_STORAGE_ROOT."""
+def _under(folder: str, path: str, column: str, setting: str) -> Path:
+    """``path`` resolved (links followed), if it lies inside ``folder``; else PromotionError naming both.
+
+    The registry's paths are data: a row naming any other folder (by hand, a copied registry, a
+    link) must not become part of a release."""
+    resolved, root = Path(path).resolve(), Path(folder).resolve()
+    if root not in resolved.parents:
+        raise PromotionError(
+            f"{column} {path!r} is not inside {setting} ({root}); a release takes files from there only. Point "
+            f"{setting} at the folder the pipeline wrote it to, or re-run the stage that writes it."
+        )
+    return resolved
+
+
+def _read_picture(uri: str | None, column: str, evaluations_dir: str) -> bytes | None:
+    """A picture the evaluation wrote (``model_results.<column>``): a file inside MRI_EVALUATIONS_DIR,
+    or a URI inside MRI_STORAGE_ROOT; None where there is none."""
     if not uri:
         return None
     if "://" in uri:
@@ -32,7 +50,7 @@ def _read_artifact(uri: str | None) -> bytes | None:
 
         storage = get_storage()
         return storage.read(storage.key(uri))
-    path = Path(uri)
+    path = _under(evaluations_dir, uri, f"model_results.{column}", "MRI_EVALUATIONS_DIR")
     return path.read_bytes() if path.is_file() else None
 
 
@@ -51,45 +69,41 @@ def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release:
 
     The model's save_pretrained folder as it is (weights, config with the label map, image
     processor config, mri_model.json), plus the label map on its own, the metrics, the ROC and
-    confusion pictures, a model card and the deployment record.
+    confusion pictures, a model card and the deployment record. The model's folder must be inside
+    MRI_MODELS_DIR and the pictures inside MRI_EVALUATIONS_DIR (or the storage).
     """
-    p = db.placeholder
-    [model] = db.fetch_all(
-        f"SELECT model_id, base_model, CAST(hyperparameters AS TEXT), train_snapshot, path, created_at "
-        f"FROM models WHERE model_id = {p}",
-        (decision.model_id,),
-    )
-    [result] = db.fetch_all(
-        f"SELECT result_id, test_snapshot, {', '.join(METRIC_NAMES)}, "
-        f"CAST(confusion_matrix AS TEXT), evaluated_at, images, roc_png, confusion_png FROM model_results "
-        f"WHERE result_id = {p}",
-        (decision.result_id,),
-    )
-    model_dir = Path(model[4])
+    cfg = settings()
+    [model] = db.fetch_records(*db.statement("release_model.sql", model_id=decision.model_id))
+    [result] = db.fetch_records(*db.statement("release_result.sql", result_id=decision.result_id))
+    model_dir = _under(cfg.models_dir, model["path"], "models.path", "MRI_MODELS_DIR")
     if not model_dir.is_dir():
         raise PromotionError(
             f"Model {decision.model_id}'s folder {model_dir} (models.path) is missing; restore it, or let "
             "deploy_best_model pick among models whose folders exist."
         )
+    links = sorted(str(path) for path in model_dir.rglob("*") if path.is_symlink())
+    if links:
+        # A link would be followed by the copy and take in whatever it points at.
+        raise PromotionError(
+            f"Model {decision.model_id}'s folder {model_dir} holds links, which a release does not copy: "
+            f"{', '.join(links)}. save_model writes none; re-train the model or restore its folder."
+        )
+    pictures = {name: _read_picture(result[column], column, cfg.evaluations_dir) for name, column in PICTURES}
     labels = _labels(model_dir)
     shutil.copytree(model_dir, staging)
-    metrics = dict(zip(METRIC_NAMES, result[2:8], strict=True))
     evaluation = {
-        "result_id": result[0],
-        "test_snapshot": result[1],
-        "metrics": metrics,
-        "confusion_matrix": json.loads(result[8]),
-        "evaluated_at": str(result[9]),
-        "images": result[10],
+        "result_id": result["result_id"],
+        "test_snapshot": result["test_snapshot"],
+        "metrics": {name: result[name] for name in METRIC_NAMES},
+        "confusion_matrix": json.loads(result["confusion_matrix_json"]),
+        "evaluated_at": str(result["evaluated_at"]),
+        "images": result["images"],
     }
     (staging / LABELS_FILE).write_text(json.dumps({"labels": labels, "id2label": dict(enumerate(labels))}, indent=2))
     (staging / METRICS_FILE).write_text(json.dumps(evaluation, indent=2, default=str))
-    pictures = {}
-    for name, uri in ((ROC_FILE, result[11]), (CONFUSION_FILE, result[12])):
-        data = _read_artifact(uri)
+    for name, data in pictures.items():
         if data:
             (staging / name).write_bytes(data)
-            pictures[name] = True
     deployment = {
         "release": release,
         "model_id": decision.model_id,
@@ -101,11 +115,15 @@ def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release:
         "previous_model_id": decision.previous_model_id,
         "previous_value": decision.previous_value,
         "test_snapshot": decision.test_snapshot,
-        "train_snapshot": model[3],
+        "train_snapshot": model["train_snapshot"],
         "labels": labels,
     }
     card = model_card(
-        deployment, base_model=model[1], hyperparameters=json.loads(model[2]), evaluation=evaluation, pictures=pictures
+        deployment,
+        base_model=model["base_model"],
+        hyperparameters=json.loads(model["hyperparameters"]),
+        evaluation=evaluation,
+        pictures={name: True for name, data in pictures.items() if data},
     )
     (staging / MODEL_CARD).write_text(card)
     (staging / DEPLOYMENT_FILE).write_text(json.dumps(deployment, indent=2))

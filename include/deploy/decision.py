@@ -15,10 +15,6 @@ from typing import Any
 
 # Differences below this are float noise, not an improvement.
 EPSILON = 1e-12
-# How much better than the untrained baseline (same snapshot, same metric) a model must be to be
-# promoted: 0.05 ROC AUC by default. It becomes the setting MRI_MIN_GAIN_OVER_BASELINE
-# (include/config.py); until then the deploy DAG passes this constant to decide().
-MIN_GAIN_OVER_BASELINE = 0.05
 
 
 class PromotionError(RuntimeError):
@@ -58,7 +54,7 @@ def decide(
     margin: float,
     *,
     baseline: dict[str, Any] | None,
-    min_gain_over_baseline: float = MIN_GAIN_OVER_BASELINE,
+    min_gain_over_baseline: float,
 ) -> Decision:
     """Promote the pick's winner only if, on the same snapshot, it beats the untrained baseline by
     ``min_gain_over_baseline`` and production by ``margin``.

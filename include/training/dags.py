@@ -58,34 +58,40 @@ def build_train_model_dag(doc_md: str) -> DAG:
         @task(pool=cfg.db_pool)
         def plan_sweep(**context) -> list[dict]:
             """Check every entry now (a typo fails here, not after an hour of training) and pick the
-            gated train snapshot: each fine_tune gets its id, so a retry trains on the same images even
-            after a newer snapshot passed its gate."""
+            gated train snapshot: its members go to the storage for the fine-tunes (which open no
+            registry), so a retry trains on the same images even after a newer snapshot passed its gate."""
             from include.db import get_database
             from include.ml.hyperparameters import TrainConfig
             from include.registry.snapshots import passed_snapshot
+            from include.storage import get_storage
+            from include.training.members import write_members
             from include.training.records import base_hyperparameters
 
             sweep = context["params"]["sweep"]
             for number, entry in enumerate(sweep):
                 TrainConfig.from_dict({**base_hyperparameters(cfg), **entry}, f"train_model sweep entry {number}")
             snapshot = passed_snapshot(get_database(), "train")
+            members = write_members(get_storage(), snapshot)
             log.info(
-                "Sweep of %s on train snapshot %s (%s images): %s",
+                "Sweep of %s on train snapshot %s (%s images, members in %s): %s",
                 len(sweep),
                 snapshot.snapshot_id,
                 len(snapshot.images),
+                members["key"],
                 sweep,
             )
-            return [{"hyperparameters": entry, "snapshot_id": snapshot.snapshot_id} for entry in sweep]
+            return [{"hyperparameters": entry, "members": members} for entry in sweep]
 
         plan = plan_sweep()
+        # Not in the registry pool: a fine-tune holds its slot for minutes, and the registry pool has
+        # one slot on DuckDB. It opens no registry; record_models writes its row.
         fine_tune = FineTuneImageClassifierOperator.partial(
             task_id="fine_tune",
             pool=cfg.training_pool,
             queue=cfg.training_queue,
             # A diverging run or a bad hyperparameter fails at once (AirflowFailException); one retry
             # covers a lost worker. Each try has the same model id and snapshot; a try that finds the
-            # model recorded with a whole bundle returns it instead of training again.
+            # model's bundle whole returns it instead of training again.
             retries=1,
             map_index_template=SWEEP_ENTRY_LABEL,
             **notify_on(
@@ -93,6 +99,28 @@ def build_train_model_dag(doc_md: str) -> DAG:
                 failure="fine-tuning failed (sweep entry {{ ti.map_index }}); no model was saved for it",
             ),
         ).expand_kwargs(plan)
+
+        # Once every fine-tune is done, failed or not: a saved model always gets its row.
+        @task(pool=cfg.db_pool, trigger_rule="all_done")
+        def record_models(results: list[dict] | None) -> list[str]:
+            """Add the ``models`` row of every model the sweep saved (a retry adds nothing)."""
+            from include.db import get_database
+            from include.training.records import record_model
+
+            db, results = get_database(), list(results or [])
+            for r in results:
+                record_model(
+                    db,
+                    r["model_id"],
+                    r["base_model"],
+                    r["hyperparameters"],
+                    r["train_snapshot"],
+                    r["path"],
+                    r["role"],
+                    r["run_id"],
+                )
+            log.info("Recorded %s models: %s", len(results), [r["model_id"] for r in results])
+            return [r["model_id"] for r in results]
 
         @task(
             outlets=[MODEL_TRAINED],
@@ -115,7 +143,7 @@ def build_train_model_dag(doc_md: str) -> DAG:
             return {"models": [r["model_id"] for r in results], "message": message}
 
         apply_db_migrations() >> plan
-        publish_models(fine_tune.output)
+        record_models(fine_tune.output) >> publish_models(fine_tune.output)
 
     return train_model()
 

@@ -1,14 +1,16 @@
-"""HuggingFace fine-tune and evaluate operators: thin Airflow adapters over ``include.ml``.
+"""HuggingFace fine-tune, baseline and evaluate operators: thin Airflow adapters over ``include.ml``.
 
 In the provider style: ``template_fields``, an ``__init__`` that only stores, an ``execute`` that
-resolves settings and data, calls one ``include.ml`` function, records the row and returns a small
-JSON-able dict (ids, paths, metrics; never tensors or images). torch and transformers are imported
-inside ``execute``, so parsing a DAG that uses these never loads them.
+resolves settings and data, calls one ``include.ml`` function and returns a small JSON-able dict
+(ids, paths, metrics; never tensors or images). torch and transformers are imported inside
+``execute``, so parsing a DAG that uses these never loads them.
 
-Both read one named snapshot (``snapshot_id``: the one a quality gate passed when the DAG planned
-the work, so a retry reads the same images), by the images' registered URIs through the storage
-layer (a local folder or S3); no temp folders. Every file read must have the SHA-256 the snapshot
-recorded: a file changed after the gate passed fails the task at once (no retry), naming it.
+Each reads one named snapshot (the one a quality gate passed when the DAG planned the work, so a
+retry reads the same images), by the images' registered URIs through the storage layer (a local
+folder or S3); no temp folders. Every file read must have the SHA-256 the snapshot recorded: a file
+changed after the gate passed fails the task at once (no retry), naming it. The baseline and
+evaluate tasks run in the registry pool and write their rows; the fine-tune, minutes long, runs
+outside it and opens no registry (its DAG records the model).
 """
 
 from __future__ import annotations
@@ -55,49 +57,45 @@ def _limit_threads() -> None:
 
 
 class FineTuneImageClassifierOperator(BaseOperator):
-    """Fine-tune the base model (MRI_MODEL_SOURCE) on the train snapshot a quality gate passed; save
-    one bundle under ``models_dir`` and add its ``models`` row (role ``fine_tuned``).
+    """Fine-tune the base model (MRI_MODEL_SOURCE) on a gated train snapshot and save one bundle under
+    ``models_dir``; return what the ``models`` row needs (the DAG's ``record_models`` writes it).
 
+    It never opens the registry: it runs for minutes outside the registry pool, so the snapshot's
+    members come from the file the planning task wrote (``include/training/members.py``).
+
+    :param members: the gated snapshot's members, as ``include.training.members.write_members``
+        returned them (templated): a retry reads the same images even after a newer snapshot passed.
     :param hyperparameters: overrides of the configured base hyperparameters, names of
         ``include.ml.hyperparameters.TrainConfig`` (templated).
     :param model_source: the base model; default MRI_MODEL_SOURCE (templated).
     :param models_dir: the folder of model bundles; default MRI_MODELS_DIR (templated).
-    :param split: the gated split to train on (templated).
-    :param snapshot_id: the gated snapshot to train on (templated); default: the newest gated one of
-        ``split`` when the task runs. Pin it (train_model does) so a retry trains on the same data.
     """
 
-    template_fields: Sequence[str] = ("hyperparameters", "model_source", "models_dir", "split", "snapshot_id")
+    template_fields: Sequence[str] = ("members", "hyperparameters", "model_source", "models_dir")
     ui_color = "#fcd9a8"
 
     def __init__(
         self,
         *,
+        members: dict,
         hyperparameters: dict | None = None,
         model_source: str | None = None,
         models_dir: str | None = None,
-        split: str = "train",
-        snapshot_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.members = members
         self.hyperparameters = hyperparameters
         self.model_source = model_source
         self.models_dir = models_dir
-        self.split = split
-        self.snapshot_id = snapshot_id
 
     def execute(self, context: Any) -> dict:
         from include.ml.data import ContentChanged, LabelMismatch
         from include.ml.hyperparameters import TrainConfig
         from include.ml.train import TrainingDiverged, train_and_save
-        from include.training.records import (
-            TRAINING_FACTS,
-            base_hyperparameters,
-            derived_id,
-            record_model,
-            trained_model,
-        )
+        from include.storage import get_storage
+        from include.training.members import read_members
+        from include.training.records import TRAINING_FACTS, base_hyperparameters, derived_id
 
         cfg, run_id = settings(), context["run_id"]
         try:  # a bad hyperparameter or a diverging run fails the same way every time: no retry
@@ -106,37 +104,35 @@ class FineTuneImageClassifierOperator(BaseOperator):
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
-        db, snapshot, items, read = _snapshot_data(self.split, self.snapshot_id)
         model_id = derived_id("ft", self.dag_id, run_id, context["ti"].map_index)
         directory = Path(self.models_dir or cfg.models_dir) / model_id
-        done = trained_model(db, model_id, TRAINING_FACTS)
+        done = _saved_fine_tune(directory, model_id)
         if done is not None:
-            # A retried or cleared task: the row and its bundle are whole. Retraining would replace the
-            # bundle while the row (ON CONFLICT DO NOTHING) stays, and the two would disagree.
-            self.log.info("%s is already trained and recorded (bundle %s): not retraining", model_id, done["path"])
+            # A retried or cleared task: the bundle is whole (save_model renames it into place).
+            # Retraining would replace it while its row (ON CONFLICT DO NOTHING) stays, and the two would disagree.
+            self.log.info("%s is already trained (bundle %s): not retraining", model_id, directory)
             return done
+        storage, snapshot_id = get_storage(), self.members["snapshot_id"]
         source = self.model_source or cfg.model_source
-        self.log.info(
-            "Fine-tuning %s from %s on snapshot %s (%s images)", model_id, source, snapshot.snapshot_id, len(items)
-        )
         _limit_threads()
-        facts = {"model_id": model_id, "role": "fine_tuned", "train_snapshot": snapshot.snapshot_id, "run_id": run_id}
+        facts = {"model_id": model_id, "role": "fine_tuned", "train_snapshot": snapshot_id, "run_id": run_id}
         try:
+            items = read_members(storage, self.members)
+            self.log.info(
+                "Fine-tuning %s from %s on snapshot %s (%s images)", model_id, source, snapshot_id, len(items)
+            )
             summary = train_and_save(
-                items, read, cfg.labels, source, config, directory, facts, Path(cfg.production_dir)
+                items,
+                lambda uri: storage.read(storage.key(uri)),
+                cfg.labels,
+                source,
+                config,
+                directory,
+                facts,
+                Path(cfg.production_dir),
             )
         except (TrainingDiverged, ContentChanged, LabelMismatch) as err:  # the same every time: no retry
             raise AirflowFailException(str(err)) from None
-        record_model(
-            db,
-            model_id,
-            summary["base_model"],
-            summary["hyperparameters"],
-            snapshot.snapshot_id,
-            str(directory),
-            "fine_tuned",
-            run_id,
-        )
         self.log.info(
             "Saved %s to %s: validation %s after %s epochs",
             model_id,
@@ -145,6 +141,20 @@ class FineTuneImageClassifierOperator(BaseOperator):
             summary["epochs_run"],
         )
         return {**facts, **{name: summary[name] for name in (*TRAINING_FACTS, "path")}}
+
+
+def _saved_fine_tune(directory: Path, model_id: str) -> dict | None:
+    """What the fine-tune of ``model_id`` returned, if its whole bundle is in ``directory``; else None."""
+    from include.ml.bundle import missing_files, read_metadata
+    from include.training.records import TRAINING_FACTS
+
+    if missing_files(directory):
+        return None
+    metadata = read_metadata(directory)
+    if metadata.get("model_id") != model_id:
+        return None
+    facts = {name: metadata[name] for name in ("model_id", "role", "train_snapshot", "run_id")}
+    return {**facts, **{name: metadata.get(name) for name in TRAINING_FACTS}, "path": str(directory)}
 
 
 class BaselineImageClassifierOperator(BaseOperator):

@@ -100,35 +100,6 @@ def record_result(
         db.insert_new_rows(cursor, "model_results", RESULT_COLUMNS, "result_id", [row])
 
 
-def recorded_model(db: RegistryDatabase, model_id: str) -> dict | None:
-    """The ``models`` row of ``model_id`` as a dict (hyperparameters parsed), or None."""
-    columns = ("model_id", "base_model", "hyperparameters", "train_snapshot", "path", "role", "run_id")
-    rows = db.fetch_all(f"SELECT {', '.join(columns)} FROM models WHERE model_id = {db.placeholder}", (model_id,))
-    if not rows:
-        return None
-    row = dict(zip(columns, rows[0], strict=True))
-    if isinstance(row["hyperparameters"], str):
-        row["hyperparameters"] = json.loads(row["hyperparameters"])
-    return row
-
-
-def trained_model(db: RegistryDatabase, model_id: str, keep: tuple[str, ...]) -> dict | None:
-    """What a fine-tune of ``model_id`` returned, if its row and its whole bundle exist; else None.
-
-    :param keep: the bundle metadata fields to return beside the row's ids and path.
-    """
-    from pathlib import Path
-
-    from include.ml.bundle import missing_files, read_metadata
-
-    recorded = recorded_model(db, model_id)
-    if recorded is None or missing_files(Path(recorded["path"])):
-        return None
-    metadata = read_metadata(Path(recorded["path"]))
-    facts = {name: recorded[name] for name in ("model_id", "role", "train_snapshot", "run_id", "path")}
-    return {**facts, **{name: metadata.get(name, recorded.get(name)) for name in keep}}
-
-
 def model_location(db: RegistryDatabase, model_id: str) -> tuple[str, str]:
     """``(path, role)`` of a recorded model."""
     rows = db.fetch_all(f"SELECT path, role FROM models WHERE model_id = {db.placeholder}", (model_id,))
@@ -141,12 +112,7 @@ def model_location(db: RegistryDatabase, model_id: str) -> tuple[str, str]:
 
 def models_to_evaluate(db: RegistryDatabase, test_snapshot: str) -> list[str]:
     """Fine-tuned models with no result on ``test_snapshot`` yet, oldest first."""
-    p = db.placeholder
-    rows = db.fetch_all(
-        f"SELECT model_id FROM models WHERE role = {p} AND model_id NOT IN "
-        f"(SELECT model_id FROM model_results WHERE test_snapshot = {p}) ORDER BY created_at, model_id",
-        ("fine_tuned", test_snapshot),
-    )
+    rows = db.fetch_all(*db.statement("models_to_evaluate.sql", test_snapshot=test_snapshot))
     return [model_id for (model_id,) in rows]
 
 
@@ -176,17 +142,10 @@ def unevaluable_models(db: RegistryDatabase, model_ids: list[str], labels: tuple
 
 
 def latest_result(db: RegistryDatabase, role: str, test_snapshot: str) -> dict | None:
-    """The newest result of a model with ``role`` on ``test_snapshot`` (the baseline to compare with)."""
-    p = db.placeholder
-    rows = db.fetch_all(
-        f"SELECT r.model_id, {', '.join(f'r.{name}' for name in METRIC_NAMES)} FROM model_results r "
-        f"JOIN models m ON m.model_id = r.model_id WHERE m.role = {p} AND r.test_snapshot = {p} "
-        "ORDER BY r.evaluated_at DESC, r.result_id DESC LIMIT 1",
-        (role, test_snapshot),
-    )
-    if not rows:
-        return None
-    return dict(zip(("model_id", *METRIC_NAMES), rows[0], strict=True))
+    """The newest result of a model with ``role`` on ``test_snapshot`` (the baseline to compare with):
+    its ``model_id`` and metrics."""
+    rows = db.fetch_records(*db.statement("latest_result.sql", role=role, test_snapshot=test_snapshot))
+    return {name: rows[0][name] for name in ("model_id", *METRIC_NAMES)} if rows else None
 
 
 def describe_metrics(result: dict | None) -> str:

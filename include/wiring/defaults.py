@@ -11,6 +11,7 @@ DEFAULT_ARGS = {
     "owner": "mri-platform",
     # An unreachable store or database is retried; each task is idempotent, so a retry redoes it
     # whole: ingestion resumes from what is still in landing, a registry batch is one transaction.
+    # A configuration error is not retried (include.wiring.compat.task): it fails the same every time.
     "retries": 3,
     "retry_delay": timedelta(seconds=15),
 }

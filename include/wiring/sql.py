@@ -13,27 +13,12 @@ Both give the same two task ids, so the graph, the notifications and the tests a
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any
 
-from include.config import SQL_DIR, settings
+from include.config import settings
+from include.db import queries
 from include.wiring.compat import AIRFLOW_V_3_0_PLUS, task
-
-# `{{ name }}` in a SQL file: the Astro SDK binds it to the SQL step's argument of that name.
-PARAMETER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-
-
-def bound(sql: str, parameters: dict[str, Any], placeholder: str) -> tuple[str, list[Any]]:
-    """``sql`` with each ``{{ name }}`` replaced by ``placeholder``, and the values in that order.
-
-    :raises KeyError: naming a ``{{ name }}`` that ``parameters`` lacks.
-    """
-    names = PARAMETER.findall(sql)
-    missing = sorted(set(names) - set(parameters))
-    if missing:
-        raise KeyError(f"the SQL needs parameters {missing}; got {sorted(parameters)}")
-    return PARAMETER.sub(placeholder, sql), [parameters[name] for name in names]
 
 
 def sql_dataframe(
@@ -55,7 +40,7 @@ def sql_dataframe(
     :param pool: the registry pool both steps run in.
     :param python_task_kwargs: more arguments of the Python step (``outlets``, callbacks...).
     """
-    sql = (SQL_DIR / sql_file).read_text()
+    sql = queries.sql_file(sql_file)
     if not AIRFLOW_V_3_0_PLUS:
         from astro import sql as aql
 
@@ -80,7 +65,7 @@ def sql_dataframe(
         from include.db import get_database
 
         db = get_database()
-        return db.fetch_records(*bound(sql, parameters, db.placeholder))
+        return db.fetch_records(*queries.bound(sql, parameters, db.placeholder))
 
     @task(task_id=task_id, multiple_outputs=False, pool=pool, **python_task_kwargs)
     def on_dataframe(records: list[dict]) -> Any:

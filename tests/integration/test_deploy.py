@@ -7,6 +7,7 @@ here as training and evaluation would write them.
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,9 @@ from include.deploy.decision import Decision, PromotionError, decide
 from include.deploy.model_card import MODEL_CARD
 from include.deploy.promotion import CHECKPOINTS, production_model_id, promote, reconcile
 from include.deploy.releases import LocalBundles
+from include.storage import get_storage
 from include.wiring.datasets import MODEL_DEPLOYED
-from tests.support.metadata import dataset_events, register, xcom_value
+from tests.support.metadata import dataset_events, register, run_task_again, xcom_value
 from tests.support.tiny_models import save_tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,22 +39,30 @@ OLD, NEW, FAILED = "a" * 64, "b" * 64, "c" * 64  # test snapshots
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    """Four saved models, shared by the tests of this module (they are only read)."""
+    """Four saved models in one MRI_MODELS_DIR, shared by the tests of this module (they are only read)."""
     root = tmp_path_factory.mktemp("models")
     return {name: save_tiny_model(root / name, seed) for seed, name in enumerate(["m-a", "m-b", "m-c", "m-d"])}
+
+
+@pytest.fixture(autouse=True)
+def release_folders(model_dirs, tmp_path, monkeypatch):
+    """The folders a release is made from and served in: the shared models, this test's evaluations
+    and production bundle."""
+    monkeypatch.setenv("MRI_MODELS_DIR", str(model_dirs["m-a"].parent))
+    monkeypatch.setenv("MRI_EVALUATIONS_DIR", str(tmp_path / "evaluations"))
+    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
+    settings.cache_clear()
 
 
 @pytest.fixture
 def registry(db_conn_id, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
-    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
     monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
     monkeypatch.setenv("MRI_NOTIFICATIONS_DIR", str(tmp_path / "notifications"))
     settings.cache_clear()
     db = get_database(db_conn_id)
     apply_migrations(db)
-    yield db
-    settings.cache_clear()
+    return db
 
 
 def insert(db, table: str, row: dict) -> None:
@@ -81,7 +91,9 @@ def add_model(db, model_id: str, path, created: int, role: str = "fine_tuned") -
 
 
 def roc_png(tmp_path, name: str) -> str:
-    path = tmp_path / f"{name}.png"
+    """A ROC picture where the evaluation writes them (MRI_EVALUATIONS_DIR)."""
+    path = tmp_path / "evaluations" / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
     Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(path)
     return str(path)
 
@@ -305,9 +317,9 @@ def production_with(db, model_dirs, tmp_path) -> tuple[LocalBundles, Decision]:
         {"rank": 1, "model_id": "m-b", "result_id": "r2", "test_snapshot": NEW, "metric_value": 0.9},
         {"rank": 2, "model_id": "m-a", "result_id": "r1", "test_snapshot": NEW, "metric_value": 0.8},
     ]
-    baseline = {"model_id": "m-z", "roc_auc": 0.5}
-    promote(db, decide(rows[1:], None, "roc_auc", 0.0, baseline=baseline), "run-1", bundles)
-    return bundles, decide(rows, "m-a", "roc_auc", 0.0, baseline=baseline)
+    versus_baseline = {"baseline": {"model_id": "m-z", "roc_auc": 0.5}, "min_gain_over_baseline": 0.05}
+    promote(db, decide(rows[1:], None, "roc_auc", 0.0, **versus_baseline), "run-1", bundles)
+    return bundles, decide(rows, "m-a", "roc_auc", 0.0, **versus_baseline)
 
 
 def registry_state(db):
@@ -350,8 +362,6 @@ def test_postgres_dropping_the_connection_before_the_commit_rolls_back_registry_
     """A real server-side fault: the promoting session is terminated after the switch, so COMMIT fails."""
     import psycopg2
 
-    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
-    settings.cache_clear()
     db = get_database(postgres_conn_id)
     apply_migrations(db)
     bundles, decision = production_with(db, model_dirs, tmp_path)
@@ -372,7 +382,6 @@ def test_postgres_dropping_the_connection_before_the_commit_rolls_back_registry_
 
     assert registry_state(db) == before
     assert bundles.current_release() == release and bundles.deployment()["model_id"] == "m-a"
-    settings.cache_clear()
 
 
 KILL_AT_SWITCH = """
@@ -452,7 +461,6 @@ def test_publish_target_storage_mirrors_the_release_to_s3_then_names_it(
     monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
     settings.cache_clear()
     from include.deploy.mirror import publisher
-    from include.storage import get_storage
 
     db = get_database(duckdb_conn_id)
     apply_migrations(db)
@@ -466,12 +474,11 @@ def test_publish_target_storage_mirrors_the_release_to_s3_then_names_it(
     keys = {o.key.removeprefix(prefix) for o in storage.list(prefix)}
     assert {"model.safetensors", "config.json", "preprocessor_config.json", MODEL_CARD, "deployment.json"} <= keys
     assert json.loads(storage.read(f"production/releases/{release}/deployment.json"))["model_id"] == "m-b"
-    settings.cache_clear()
 
 
 # The store is what this test varies; one backend is enough.
 @pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
-def test_a_failed_storage_mirror_after_the_switch_reports_production_changed(
+def test_a_failed_storage_mirror_after_the_switch_reports_production_changed_and_a_cleared_task_only_mirrors(
     registry, model_dirs, tmp_path, s3_root, s3_relay, monkeypatch
 ):
     db = registry
@@ -486,8 +493,9 @@ def test_a_failed_storage_mirror_after_the_switch_reports_production_changed(
     add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
     s3_relay.cut()  # the mirror's endpoint is gone; the local production folder is not
 
-    decision, state = run_deploy()
+    run = deploy_run()
 
+    decision, state = xcom_value(run, "decide"), run.get_task_instance("promote").state
     assert (decision["promote"], state) == (True, TaskInstanceState.SUCCESS)
     assert served(tmp_path) == "m-a" and stages(db) == {"m-a": "production"}
     assert deployed_events() - events_before == 1  # production did change
@@ -496,6 +504,15 @@ def test_a_failed_storage_mirror_after_the_switch_reports_production_changed(
     message = json.loads(notices[0].read_text())["message"]
     assert message.startswith("Promoted m-a to production") and "mirroring to storage:production failed" in message
     assert "production is unchanged" not in message and "clear" in message
+
+    # As the message says: the store back, the cleared promote task copies the release, and only that.
+    s3_relay.restore()
+    bundles = LocalBundles(tmp_path / "production")
+    release, promotions = bundles.current_release(), db.fetch_all("SELECT run_id, promoted, release FROM promotions")
+    run_task_again(build_deploy_dag("t"), run, "promote", -1)
+    assert get_storage().read("production/CURRENT").decode().strip() == release
+    assert [p.name for p in bundles.releases.iterdir()] == [release] and bundles.current_release() == release
+    assert db.fetch_all("SELECT run_id, promoted, release FROM promotions") == promotions
 
 
 # --- Issue 17: what promotion refuses, and what nothing may take away ---------------------------
@@ -520,7 +537,7 @@ def serving_m_a(db, model_dirs, tmp_path) -> LocalBundles:
 
 def only_config(model_dirs, tmp_path) -> str:
     """A model folder holding only config.json: what made `make predict` fail after a promotion."""
-    folder = tmp_path / "m-x"
+    folder = model_dirs["m-a"].parent / f"m-x-{tmp_path.name}"
     folder.mkdir()
     shutil.copy(model_dirs["m-b"] / "config.json", folder / "config.json")
     return str(folder)
@@ -528,7 +545,7 @@ def only_config(model_dirs, tmp_path) -> str:
 
 def truncated_weights(model_dirs, tmp_path) -> str:
     """Every file a bundle needs, but the weights cut to half their size."""
-    folder = tmp_path / "m-x"
+    folder = model_dirs["m-a"].parent / f"m-x-{tmp_path.name}"
     shutil.copytree(model_dirs["m-b"], folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
@@ -545,7 +562,8 @@ def test_an_incomplete_or_unloadable_bundle_is_refused_before_the_switch_and_the
     db = registry
     bundles = serving_m_a(db, model_dirs, tmp_path)
     release, files = bundles.current_release(), sorted(p.name for p in bundles.current.iterdir())
-    add_model(db, "m-x", damage(model_dirs, tmp_path), created=2)
+    folder = damage(model_dirs, tmp_path)
+    add_model(db, "m-x", folder, created=2)
     add_result(db, "rx", "m-x", NEW, roc_auc=0.95, f1=0.95, at=2)
 
     with pytest.raises(PromotionError, match="m-x") as refused:
@@ -563,8 +581,8 @@ def test_an_incomplete_or_unloadable_bundle_is_refused_before_the_switch_and_the
     assert str(refused.value) in reason
 
     # The folder restored and the task cleared: the same run promotes, and its one row says so.
-    shutil.rmtree(tmp_path / "m-x")
-    shutil.copytree(model_dirs["m-b"], tmp_path / "m-x")
+    shutil.rmtree(folder)
+    shutil.copytree(model_dirs["m-b"], folder)
     promote(db, chosen("m-x", "rx", 0.95, "m-a", 0.8), "run-x", bundles)
     assert db.fetch_all("SELECT promoted, release FROM promotions WHERE run_id = 'run-x'") == [
         (True, bundles.current_release())
@@ -675,8 +693,6 @@ def test_postgres_two_promotions_racing_from_the_same_production_leave_exactly_o
     """Both decided against m-a; the second reads production while the first is inside its transaction."""
     import psycopg2
 
-    monkeypatch.setenv("MRI_PRODUCTION_DIR", str(tmp_path / "production"))
-    settings.cache_clear()
     db = get_database(postgres_conn_id)
     apply_migrations(db)
     bundles = serving_m_a(db, model_dirs, tmp_path)
@@ -732,4 +748,98 @@ def test_postgres_two_promotions_racing_from_the_same_production_leave_exactly_o
     assert db.fetch_all("SELECT model_id FROM models WHERE stage = 'production'") == [("m-b",)]
     assert production_model_id(db) == "m-b" == bundles.deployment()["model_id"]
     assert sorted(db.fetch_all("SELECT run_id FROM promotions WHERE promoted")) == [("run-a",), ("run-m-b",)]
-    settings.cache_clear()
+
+
+def test_a_deploy_run_repairs_a_served_bundle_that_disagrees_with_the_registry_even_deciding_no(
+    registry, model_dirs, tmp_path, db_conn_id
+):
+    """The state a promotion killed between its switch and its commit leaves, then the next deploy run."""
+    db = registry
+    bundles, decision = production_with(db, model_dirs, tmp_path)
+    script = KILL_AT_SWITCH.replace("{decision}", repr(decision.as_dict()))
+    killed = subprocess.run(
+        [sys.executable, "-c", script, db_conn_id, str(bundles.root)], env=os.environ.copy(), capture_output=True
+    )
+    assert killed.returncode == 17, killed.stderr.decode()[-2000:]
+    assert (production_model_id(db), served(tmp_path)) == ("m-a", "m-b")
+
+    decided, state = run_deploy()  # no baseline result on the snapshot: nothing is promoted
+
+    assert (decided["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert production_model_id(db) == "m-a" == served(tmp_path)
+
+
+def outside_the_models_dir(model_dirs, tmp_path) -> str:
+    """A whole model folder, but elsewhere."""
+    folder = tmp_path / "elsewhere" / "m-x"
+    shutil.copytree(model_dirs["m-b"], folder)
+    return str(folder)
+
+
+def linked_out_of_the_models_dir(model_dirs, tmp_path) -> str:
+    """A name inside MRI_MODELS_DIR that is a link to a model folder elsewhere."""
+    link = model_dirs["m-a"].parent / f"m-x-{tmp_path.name}"
+    link.symlink_to(outside_the_models_dir(model_dirs, tmp_path))
+    return str(link)
+
+
+def climbing_out_of_the_models_dir(model_dirs, tmp_path) -> str:
+    """A path that starts in MRI_MODELS_DIR and climbs out of it with '..'."""
+    root = model_dirs["m-a"].parent
+    return f"{root}/{os.path.relpath(outside_the_models_dir(model_dirs, tmp_path), root)}"
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+@pytest.mark.parametrize(
+    "placed", [outside_the_models_dir, linked_out_of_the_models_dir, climbing_out_of_the_models_dir]
+)
+def test_promotion_refuses_a_model_folder_outside_the_models_dir_naming_it(registry, model_dirs, tmp_path, placed):
+    db = registry
+    bundles = serving_m_a(db, model_dirs, tmp_path)
+    release = bundles.current_release()
+    path = placed(model_dirs, tmp_path)
+    add_model(db, "m-x", path, created=2)
+    add_result(db, "rx", "m-x", NEW, roc_auc=0.95, f1=0.95, at=2)
+
+    with pytest.raises(PromotionError, match=f"models.path {re.escape(repr(path))} is not inside MRI_MODELS_DIR"):
+        promote(db, chosen("m-x", "rx", 0.95, "m-a", 0.8), "run-x", bundles)
+
+    assert production_model_id(db) == "m-a" == bundles.deployment()["model_id"]
+    assert [p.name for p in bundles.releases.iterdir()] == [release]
+    [(promoted, reason)] = db.fetch_all("SELECT promoted, reason FROM promotions WHERE run_id = 'run-x'")
+    assert not promoted and "MRI_MODELS_DIR" in reason
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_promotion_refuses_an_evaluation_picture_outside_the_evaluations_dir_naming_it(registry, model_dirs, tmp_path):
+    db = registry
+    bundles = serving_m_a(db, model_dirs, tmp_path)
+    secret = tmp_path / "secret.png"  # any file the worker can read, outside MRI_EVALUATIONS_DIR
+    secret.write_bytes(b"\x89PNG not for a model card")
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_result(db, "rb", "m-b", NEW, roc_auc=0.95, f1=0.95, at=2, roc_png=str(secret))
+
+    with pytest.raises(
+        PromotionError, match=f"model_results.roc_png {str(secret)!r} is not inside MRI_EVALUATIONS_DIR"
+    ):
+        promote(db, chosen("m-b", "rb", 0.95, "m-a", 0.8), "run-b", bundles)
+
+    assert production_model_id(db) == "m-a" == bundles.deployment()["model_id"]
+    assert not any(p.name == "roc.png" for release in bundles.releases.iterdir() for p in release.iterdir())
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_promotion_refuses_a_model_folder_holding_links(registry, model_dirs, tmp_path):
+    db = registry
+    bundles = serving_m_a(db, model_dirs, tmp_path)
+    folder = model_dirs["m-a"].parent / f"m-x-{tmp_path.name}"
+    shutil.copytree(model_dirs["m-b"], folder)
+    (folder / "preprocessor_config.json").unlink()
+    (folder / "preprocessor_config.json").symlink_to(tmp_path / "anything")  # the copy would follow it
+    add_model(db, "m-x", folder, created=2)
+    add_result(db, "rx", "m-x", NEW, roc_auc=0.95, f1=0.95, at=2)
+
+    with pytest.raises(PromotionError, match=f"holds links, which a release does not copy: {folder}/preprocessor"):
+        promote(db, chosen("m-x", "rx", 0.95, "m-a", 0.8), "run-x", bundles)
+
+    assert production_model_id(db) == "m-a" == bundles.deployment()["model_id"]

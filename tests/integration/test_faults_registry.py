@@ -18,6 +18,7 @@ from include.registry.dag import build_preprocess_dag
 from include.registry.records import IMAGE_COLUMNS, read_label_overrides, write_records
 from include.storage import StorageUnavailableError, get_storage
 from tests.integration.test_preprocess_dag import image_bytes
+from tests.support.concurrency import holding_duckdb_file
 from tests.support.records import synthetic_records
 
 
@@ -28,8 +29,7 @@ def registry(db_conn_id, tmp_path, monkeypatch):
     monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
     monkeypatch.setenv("MRI_REGISTER_BATCH_SIZE", "4")
     settings.cache_clear()
-    yield get_database(db_conn_id), get_storage()
-    settings.cache_clear()
+    return get_database(db_conn_id), get_storage()
 
 
 def run_preprocess(split="train"):
@@ -159,19 +159,8 @@ def _dsn(db) -> dict:
 
 def test_a_duckdb_file_locked_by_another_process_names_that_process(duckdb_conn_id):
     db = get_database(duckdb_conn_id)
-    hold = f"import duckdb, time; c = duckdb.connect({db.path!r}); print('ready', flush=True); time.sleep(300)"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", hold],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(DatabaseUnavailableError) as raised:
-            db.fetch_all("SELECT 1")
-    finally:
-        holder.kill()
-        holder.wait()
+    with holding_duckdb_file(db.path) as holder, pytest.raises(DatabaseUnavailableError) as raised:
+        db.fetch_all("SELECT 1")
     message = str(raised.value)
     assert f"another process holds the lock on the DuckDB file {db.path}" in message
     assert f"(PID {holder.pid})" in message
@@ -188,9 +177,11 @@ def test_a_missing_labels_csv_fails_once_early_and_names_the_setting(registry, m
     run = run_preprocess()
 
     assert run.state == DagRunState.FAILED
-    assert run.get_task_instance("plan_batches").state == TaskInstanceState.FAILED
+    plan = run.get_task_instance("plan_batches")
+    # A configuration error fails for good on its first try: the retries it has are not spent.
+    assert (plan.state, plan.try_number, plan.max_tries) == (TaskInstanceState.FAILED, 1, 3)
     register = [ti for ti in run.get_task_instances() if ti.task_id == "register_batch"]
-    assert {ti.state for ti in register} <= {TaskInstanceState.UPSTREAM_FAILED}
+    assert register and {ti.state for ti in register} == {TaskInstanceState.UPSTREAM_FAILED}
     with pytest.raises(ConfigError, match=r"MRI_LABELS_CSV 'missing.csv' is not in the storage"):
         read_label_overrides(storage, "missing.csv")
 

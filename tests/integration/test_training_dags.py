@@ -6,75 +6,26 @@ each run to seconds; learning itself is measured on the phantom set (README) and
 tests/unit/test_ml_core.py.
 """
 
-import hashlib
-import io
 import json
 import os
+import shutil
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from airflow.utils.state import DagRunState, TaskInstanceState
-from PIL import Image
 
 from include.config import settings
-from include.db import get_database
+from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
 from include.ml.bundle import load_model, missing_files, read_metadata, save_model
 from include.ml.source import build_processor
-from include.registry.records import ImageRecord, write_records
-from include.registry.snapshots import take_snapshot
 from include.storage import get_storage
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
+from tests.support.concurrency import holding_duckdb_file
 from tests.support.metadata import run_task_again
+from tests.support.records import register_and_gate
 from tests.support.tiny_models import tiny_resnet
-
-
-def toy_png(label: str, seed: int) -> bytes:
-    """glioma: a bright patch in the top half; meningioma: in the bottom half."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 40, (64, 64)).astype(np.uint8)
-    row, column = int(rng.integers(4, 20)), int(rng.integers(10, 50))
-    rows = slice(row, row + 12) if label == "glioma" else slice(52 - row, 64 - row)
-    pixels[rows, column - 8 : column + 4] = 230
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def register_and_gate(db, storage, split: str, per_class: int, first_seed: int) -> str:
-    """Write toy images to storage, register them, snapshot the split and record a passed gate."""
-    records = []
-    for label in ("glioma", "meningioma"):
-        for n in range(per_class):
-            seed = first_seed + n + (1000 if label == "meningioma" else 0)
-            data, key = toy_png(label, seed), f"raw/{split}/{label} ({seed}).png"
-            storage.write(key, data)
-            records.append(
-                ImageRecord(
-                    hashlib.sha256(data).hexdigest(),
-                    storage.uri(key),
-                    split,
-                    label,
-                    64,
-                    64,
-                    "L",
-                    len(data),
-                    "registered",
-                    None,
-                    "setup",
-                )
-            )
-    write_records(db, records, "setup")
-    snapshot = take_snapshot(db, split).snapshot_id
-    p = db.placeholder
-    with db.transaction() as cursor:
-        cursor.execute(
-            f"INSERT INTO quality_runs (suite, split, run_id, success, snapshot) VALUES ({p}, {p}, {p}, {p}, {p})",
-            ("images", split, f"gate-{snapshot[:8]}", True, snapshot),
-        )
-    return snapshot
 
 
 @pytest.fixture
@@ -102,8 +53,7 @@ def ml(db_conn_id, tmp_path, monkeypatch):
     settings.cache_clear()
     db = get_database(db_conn_id)
     apply_migrations(db)
-    yield db, get_storage(), tmp_path
-    settings.cache_clear()
+    return db, get_storage(), tmp_path
 
 
 def notification(tmp_path, dag_id: str, task_id: str, event: str) -> dict:
@@ -113,8 +63,8 @@ def notification(tmp_path, dag_id: str, task_id: str, event: str) -> dict:
 
 def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
     db, storage, tmp_path = ml
-    train_snapshot = register_and_gate(db, storage, "train", per_class=8, first_seed=0)
-    test_snapshot = register_and_gate(db, storage, "test", per_class=6, first_seed=500)
+    train_snapshot = register_and_gate(db, storage, "train", per_class=8, first_seed=0).snapshot_id
+    test_snapshot = register_and_gate(db, storage, "test", per_class=6, first_seed=500).snapshot_id
 
     train_run = build_train_model_dag("t").test()
     assert train_run.state == DagRunState.SUCCESS
@@ -154,17 +104,18 @@ def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
 
     # A new gated test snapshot: every fine-tuned model is evaluated again, old rows untouched.
     before = sorted(db.fetch_all("SELECT result_id, model_id, test_snapshot, roc_auc FROM model_results"))
-    newer = register_and_gate(db, storage, "test", per_class=2, first_seed=900)
+    newer = register_and_gate(db, storage, "test", per_class=2, first_seed=900).snapshot_id
     assert build_test_fine_tuned_dag("t").test().state == DagRunState.SUCCESS
     after = sorted(db.fetch_all("SELECT result_id, model_id, test_snapshot, roc_auc FROM model_results"))
     assert set(before) <= set(after) and len(after) == 5
     assert sorted(r[2] for r in after if r not in before) == [newer, newer]
 
 
-def test_a_diverging_training_run_notifies_and_leaves_no_model_folder(ml, monkeypatch):
+def test_a_diverging_training_run_notifies_leaves_no_model_folder_and_its_sibling_is_recorded(ml, monkeypatch):
     db, storage, tmp_path = ml
     register_and_gate(db, storage, "train", per_class=4, first_seed=0)
-    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"learning_rate": 1e9, "epochs": 6, "validation_fraction": 0.0}]))
+    diverging = {"learning_rate": 1e9, "epochs": 6, "validation_fraction": 0.0}
+    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([diverging, {"epochs": 1, "validation_fraction": 0.0}]))
     settings.cache_clear()
 
     run = build_train_model_dag("t").test()
@@ -172,9 +123,10 @@ def test_a_diverging_training_run_notifies_and_leaves_no_model_folder(ml, monkey
     assert run.state == DagRunState.FAILED
     assert run.get_task_instance("publish_models").state == TaskInstanceState.UPSTREAM_FAILED
     failure = notification(tmp_path, "train_model", "fine_tune", "failure")
-    assert "training diverged" in failure["exception"]
-    assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
-    assert db.fetch_all("SELECT COUNT(*) FROM models") == [(0,)]
+    assert "training diverged" in failure["exception"] and failure["map_index"] == 0
+    # The other entry's model is saved and recorded all the same (record_models runs once all are done).
+    [(model_id, path)] = db.fetch_all("SELECT model_id, path FROM models")
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [model_id] and missing_files(path) == []
 
 
 def test_evaluation_waits_for_a_gated_test_snapshot(ml):
@@ -192,7 +144,7 @@ def test_evaluation_reads_the_snapshot_by_its_uris_from_s3(ml, s3_root, monkeypa
     monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
     settings.cache_clear()
     storage = get_storage()
-    test_snapshot = register_and_gate(db, storage, "test", per_class=3, first_seed=500)
+    test_snapshot = register_and_gate(db, storage, "test", per_class=3, first_seed=500).snapshot_id
 
     assert build_test_baseline_dag("t").test().state == DagRunState.SUCCESS
 
@@ -232,7 +184,7 @@ def test_the_fine_tune_label_is_short_whatever_the_sweep_entry(ml):
 @pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
 def test_a_retried_fine_tune_and_evaluation_keep_the_snapshot_their_run_picked(ml, monkeypatch):
     db, storage, _ = ml
-    picked = register_and_gate(db, storage, "train", per_class=4, first_seed=0)
+    picked = register_and_gate(db, storage, "train", per_class=4, first_seed=0).snapshot_id
     monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([EVERY_KEY]))
     settings.cache_clear()
     train = build_train_model_dag("t")
@@ -250,13 +202,35 @@ def test_a_retried_fine_tune_and_evaluation_keep_the_snapshot_their_run_picked(m
     metadata = read_metadata(path)
     assert (metadata["train_snapshot"], metadata["saved_at"]) == (picked, saved_at), "retrained on other data"
 
-    tested = register_and_gate(db, storage, "test", per_class=3, first_seed=500)
+    tested = register_and_gate(db, storage, "test", per_class=3, first_seed=500).snapshot_id
     evaluate = build_test_fine_tuned_dag("t")
     evaluated = evaluate.test()
     assert evaluated.state == DagRunState.SUCCESS
     register_and_gate(db, storage, "test", per_class=2, first_seed=900)
     run_task_again(evaluate, evaluated, "evaluate", 0)
     assert db.fetch_all("SELECT model_id, test_snapshot, images FROM model_results") == [(model_id, tested, 6)]
+
+
+@pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
+def test_a_fine_tune_trains_while_another_process_holds_the_duckdb_registry(ml, duckdb_conn_id, monkeypatch):
+    """The fine-tune runs outside the registry pool, so it must not open the registry: under a
+    parallel executor a writer in the pool may hold DuckDB's file lock all the while."""
+    db, storage, _ = ml
+    register_and_gate(db, storage, "train", per_class=4, first_seed=0)
+    monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"epochs": 1, "validation_fraction": 0.0}]))
+    settings.cache_clear()
+    train = build_train_model_dag("t")
+    run = train.test()
+    assert run.state == DagRunState.SUCCESS
+    [(path,)] = db.fetch_all("SELECT path FROM models")
+    shutil.rmtree(path)  # so the retried fine_tune trains again, start to end
+
+    with holding_duckdb_file(db.path):
+        with pytest.raises(DatabaseUnavailableError, match="another process holds the lock"):
+            get_database(duckdb_conn_id).fetch_all("SELECT 1")
+        run_task_again(train, run, "fine_tune", 0)
+
+    assert missing_files(path) == []
 
 
 def a_models_dir_where_only_short_file_names_fit(root) -> str:
@@ -280,7 +254,10 @@ def test_a_save_failing_mid_way_leaves_no_model_folder_no_temp_folder_and_no_row
     monkeypatch.setenv("MRI_TRAIN_SWEEP", json.dumps([{"epochs": 1, "validation_fraction": 0.0}]))
     settings.cache_clear()
 
-    run = build_train_model_dag("t").test()
+    train = build_train_model_dag("t")
+    train.task_dict["fine_tune"].partial_kwargs["retries"] = 0  # the failure is the point: no retry, no wait
+
+    run = train.test()
 
     assert run.state == DagRunState.FAILED
     failure = notification(tmp_path, "train_model", "fine_tune", "failure")

@@ -14,14 +14,12 @@ from include.db import get_database
 from include.db.migrations import apply_migrations
 from include.ml.bundle import WEIGHTS, save_model
 from include.ml.source import build_processor
-from include.registry.records import ImageRecord, write_records
-from include.registry.snapshots import take_snapshot
 from include.storage import get_storage
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
 from include.wiring.compat import AIRFLOW_V_3_0_PLUS
 from include.wiring.datasets import MODEL_EVALUATED
-from tests.integration.test_training_dags import toy_png
 from tests.support.metadata import dataset_events
+from tests.support.records import register_and_gate, toy_png
 from tests.support.tiny_models import tiny_resnet
 
 # The store and the DAG wiring are what these tests vary; one backend is enough.
@@ -54,49 +52,13 @@ def ml(db_conn_id, tmp_path, monkeypatch):
     settings.cache_clear()
     db = get_database(db_conn_id)
     apply_migrations(db)
-    yield db, get_storage(), tmp_path
-    settings.cache_clear()
+    return db, get_storage(), tmp_path
 
 
 def use(monkeypatch, **env: str) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings.cache_clear()
-
-
-def register_and_gate(db, storage, split: str, labels: tuple[str, ...], per_class: int, first_seed: int) -> list:
-    """Toy images of ``labels`` written, registered, snapshotted and passed by a gate; their keys."""
-    records, keys = [], []
-    for number, label in enumerate(labels):
-        for n in range(per_class):
-            seed = first_seed + n + 1000 * number
-            data, key = toy_png(label, seed), f"raw/{split}/{label} ({seed}).png"
-            storage.write(key, data)
-            keys.append(key)
-            records.append(
-                ImageRecord(
-                    hashlib.sha256(data).hexdigest(),
-                    storage.uri(key),
-                    split,
-                    label,
-                    64,
-                    64,
-                    "L",
-                    len(data),
-                    "registered",
-                    None,
-                    "setup",
-                )
-            )
-    write_records(db, records, "setup")
-    snapshot = take_snapshot(db, split).snapshot_id
-    p = db.placeholder
-    with db.transaction() as cursor:
-        cursor.execute(
-            f"INSERT INTO quality_runs (suite, split, run_id, success, snapshot) VALUES ({p}, {p}, {p}, {p}, {p})",
-            ("images", split, f"gate-{snapshot[:8]}", True, snapshot),
-        )
-    return keys
 
 
 def fine_tuned_evaluation():
@@ -118,16 +80,16 @@ def model_ids(db) -> set[str]:
 
 def test_a_model_trained_on_other_labels_is_skipped_and_the_others_are_evaluated_and_published(ml, monkeypatch):
     db, storage, tmp_path = ml
-    register_and_gate(db, storage, "train", ("glioma", "meningioma"), per_class=4, first_seed=0)
+    register_and_gate(db, storage, "train", per_class=4, first_seed=0)
     assert build_train_model_dag("t").test().state == DagRunState.SUCCESS
     (old,) = model_ids(db)
 
     # A third class is added: the old model has two outputs, the new one three.
     use(monkeypatch, MRI_LABELS=THREE)
-    register_and_gate(db, storage, "train", ("glioma", "meningioma", "pituitary"), per_class=4, first_seed=100)
+    register_and_gate(db, storage, "train", per_class=4, first_seed=100, labels=("glioma", "meningioma", "pituitary"))
     assert build_train_model_dag("t").test().state == DagRunState.SUCCESS
     (new,) = model_ids(db) - {old}
-    register_and_gate(db, storage, "test", ("glioma", "meningioma", "pituitary"), per_class=2, first_seed=500)
+    register_and_gate(db, storage, "test", per_class=2, first_seed=500, labels=("glioma", "meningioma", "pituitary"))
 
     run = fine_tuned_evaluation().test()
 
@@ -150,11 +112,11 @@ def test_a_model_trained_on_other_labels_is_skipped_and_the_others_are_evaluated
 def test_one_model_failing_its_evaluation_does_not_keep_the_others_from_being_published(ml, monkeypatch):
     db, storage, tmp_path = ml
     use(monkeypatch, MRI_TRAIN_SWEEP=json.dumps([{"validation_fraction": 0.0}, {"learning_rate": 0.005}]))
-    register_and_gate(db, storage, "train", ("glioma", "meningioma"), per_class=4, first_seed=0)
+    register_and_gate(db, storage, "train", per_class=4, first_seed=0)
     assert build_train_model_dag("t").test().state == DagRunState.SUCCESS
     (broken, path), (whole, _) = sorted(db.fetch_all("SELECT model_id, path FROM models"))
     (tmp_path / path / WEIGHTS).unlink()  # a damaged bundle: fails the same way every time
-    register_and_gate(db, storage, "test", ("glioma", "meningioma"), per_class=2, first_seed=500)
+    register_and_gate(db, storage, "test", per_class=2, first_seed=500)
 
     run = fine_tuned_evaluation().test()
 
@@ -179,7 +141,7 @@ def swap(storage, key: str) -> tuple[str, str]:
 
 def test_a_train_file_swapped_after_its_gate_passed_fails_the_fine_tune_naming_it(ml):
     db, storage, tmp_path = ml
-    keys = register_and_gate(db, storage, "train", ("glioma", "meningioma"), per_class=4, first_seed=0)
+    keys = register_and_gate(db, storage, "train", per_class=4, first_seed=0).keys
     expected, actual = swap(storage, keys[1])
 
     run = build_train_model_dag("t").test()
@@ -195,7 +157,7 @@ def test_a_train_file_swapped_after_its_gate_passed_fails_the_fine_tune_naming_i
 
 def test_a_test_file_swapped_after_its_gate_passed_fails_the_evaluation_naming_it(ml):
     db, storage, tmp_path = ml
-    keys = register_and_gate(db, storage, "test", ("glioma", "meningioma"), per_class=3, first_seed=500)
+    keys = register_and_gate(db, storage, "test", per_class=3, first_seed=500).keys
     expected, actual = swap(storage, keys[-1])
 
     run = build_test_baseline_dag("t").test()

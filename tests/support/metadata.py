@@ -57,6 +57,14 @@ def xcom_value(run: Any, task_id: str) -> Any:
     return deserialize(XCom.deserialize_value(type("Result", (), {"value": row})()))
 
 
+def pool_slots(name: str) -> int | None:
+    """The slots of Airflow's pool ``name``, or None where there is no such pool."""
+    from airflow.models.pool import Pool
+
+    with create_session() as session:
+        return session.execute(select(Pool.slots).where(Pool.pool == name)).scalar_one_or_none()
+
+
 def register(dag: Any) -> Any:
     """Write ``dag`` and its Datasets (Assets) to the metadata DB, as the DAG processor does, so
     ``dag.test()`` can emit events for them; returns the DAG."""
