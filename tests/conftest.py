@@ -156,13 +156,13 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked for a major runs on that major and is reported skipped, with why, on the other."""
+    """A test marked ``airflow_session(major)`` runs in that major's session and is reported skipped,
+    with why, in the other."""
     from include.wiring.compat import AIRFLOW_V_3_0_PLUS
 
-    if AIRFLOW_V_3_0_PLUS:
-        needs_2 = pytest.mark.skip(
-            reason="needs Airflow 2: the launcher does not start Airflow 3's api-server and dag-processor yet"
-        )
-        for item in items:
-            if "airflow2_launcher" in item.keywords:
-                item.add_marker(needs_2)
+    running = "3" if AIRFLOW_V_3_0_PLUS else "2"
+    for item in items:
+        marker = item.get_closest_marker("airflow_session")
+        if marker and marker.args[0] != running:
+            reason = f"runs in the Airflow {marker.args[0]} session only: it drives both majors through make"
+            item.add_marker(pytest.mark.skip(reason=reason))
