@@ -53,7 +53,7 @@ export PATH := $(BIN):$(PATH)
 export AIRFLOW_CONN_MRI_DB ?= {"conn_type": "duckdb", "host": "$(PROJECT)/data/mri.duckdb"}
 export AIRFLOW_CONN_MRI_PG ?= postgresql://mri@127.0.0.1:5432/mri
 
-.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale predict copy-registry system-deps test bench parse-times dq-report lint clean
+.PHONY: help install lock airflow-db airflow migrate phantom demo demo-scale predict copy-registry system-deps test bench parse-times dq-report lint clean retract
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -136,6 +136,11 @@ bench: install  ## registry write throughput, where the preprocess DAG's time go
 
 parse-times: install  ## DAG file parse times on this AIRFLOW, each file in a fresh interpreter (ARGS=--json: one JSON line)
 	$(BIN)/python -m benchmarks.parse_times $(ARGS)
+
+# The values reach the DAG as JSON through the environment (make exports command-line variables), never
+# pasted into the shell: a file name is a name, whatever its spaces, parentheses or quotes.
+retract: migrate  ## take back a misplaced upload: URI=<its uri, as the gate names it> REASON="why" [BY=<who>]; the gates run again
+	$(BIN)/python -m include.registry.retract
 
 dq-report: migrate  ## validate both splits now (backend of MRI_DB_CONN_ID), print the Data Docs page; gates nothing
 	$(BIN)/python -m include.quality report

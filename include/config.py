@@ -89,6 +89,9 @@ _positive_int = _number(int, lambda v: v > 0, "is not a positive integer; set it
 _whole_number = _number(int, lambda v: v >= 0, "is not a whole number >= 0; set it to")
 _positive_float = _number(float, lambda v: v > 0, "is not a positive number; set it to")
 _fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "must be a number in [0, 1],")
+# Of the 256 bits of a perceptual hash: distinct slices of the phantom set were 26 or more apart, and
+# the search's cost (include/quality/near_duplicates.py) grows steeply with the bits allowed.
+_hash_bits = _number(int, lambda v: 0 <= v <= 24, "must be a whole number of bits in [0, 24],")
 
 
 def _margin(raw: str, example: float) -> float:
@@ -431,6 +434,14 @@ class Settings:
         0.1,
         _fraction,
         "Largest share of a split's registry rows that may be quarantined, in [0, 1].",
+    )
+    quality_near_duplicate_bits: int = _setting(
+        "MRI_QUALITY_NEAR_DUPLICATE_BITS",
+        12,
+        _hash_bits,
+        "The gate fails on near-duplicates across splits: an image whose 256-bit perceptual hash differs "
+        "from that of an image of the other split in at most this many bits (a resized or re-compressed "
+        "copy; the same pixels are leakage). 0: equal hashes only.",
     )
 
 

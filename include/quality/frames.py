@@ -1,26 +1,35 @@
-"""One split of the registry as the DataFrames the suites validate, read in one transaction.
+"""One split of the registry as the DataFrames the suites validate, read in the gate's transaction.
 
 Read through the backend layer (``db.transaction()``, bound values) rather than a Great Expectations SQL data
 source: GX 1.24 cannot validate DuckDB through SQLAlchemy (duckdb-engine 0.17 + duckdb 2.x fail
 with ``MetricResolutionError``), so one path serves both backends (docs/architecture.md has the
 measurements that chose it for Postgres as well).
+
+Leakage and label conflicts compare pixels (views of migration 0008 over ``live_files``: the files
+not retracted); near-duplicates compare perceptual hashes across splits. Files registered before
+0008 have no pixel hashes: they are compared by their file hash, and not for near-duplicates. Each
+example of a failed measure names the two uploads, the newer first, and the command that takes one back.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from include.db import RegistryDatabase
-from include.registry.snapshots import snapshot_id
+from include.config import Settings
+from include.quality.near_duplicates import close_pairs, hash_bytes
+from include.registry.snapshots import MEMBER_COLUMNS, snapshot_id, stage_members
 
 log = logging.getLogger(__name__)
 
-# The columns of a snapshot's rows, in this order (the schema expectation pins the set).
+# The columns of a snapshot's rows the suites validate, in this order (the schema expectation pins the set).
 IMAGE_COLUMNS = ("content_hash", "label", "uri", "split", "width", "height", "mode")
+# The columns of live_files an example names an upload by.
+UPLOAD_COLUMNS = ("uri", "split", "label", "registered_at")
 
 
 @dataclass(frozen=True)
@@ -28,8 +37,8 @@ class SplitFrames:
     """What a gate run validates for one split.
 
     :param split: ``train`` or ``test``.
-    :param snapshot_id: the name the snapshot of ``images`` would have (:func:`snapshot_id`).
-    :param images: one row per registered image of the split, ``IMAGE_COLUMNS``.
+    :param snapshot_id: the name the snapshot of these rows would have (:func:`snapshot_id`).
+    :param images: one row per registered content of the split, ``IMAGE_COLUMNS``.
     :param measures: one row of split-level measures (see :func:`split_measures`).
     :param class_counts: images per configured label (unknown labels are not counted).
     """
@@ -41,43 +50,40 @@ class SplitFrames:
     class_counts: dict[str, int]
 
 
-def read_split(db: RegistryDatabase, split: str, labels: tuple[str, ...]) -> SplitFrames:
-    """Read the registered rows of ``split`` and the split-level facts, in one transaction.
+@dataclass(frozen=True)
+class Finding:
+    """A split-level measure that counts problems: how many, and one of them in words (or None)."""
 
-    :param db: the registry database.
+    count: int
+    example: str | None = None
+
+
+def read_split(cursor: Any, p: str, split: str, cfg: Settings) -> SplitFrames:
+    """Read the members of ``split`` (staged in this transaction: see
+    ``include.registry.snapshots.stage_members``) and the split-level facts.
+
+    :param cursor: the cursor of the transaction that may freeze what is read.
+    :param p: the backend's placeholder.
     :param split: ``train`` or ``test``.
-    :param labels: the configured classes (MRI_LABELS).
+    :param cfg: the settings (MRI_LABELS, MRI_QUALITY_NEAR_DUPLICATE_BITS).
     """
-    p = db.placeholder
-    with db.transaction() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(IMAGE_COLUMNS)} FROM images WHERE split = {p} AND status = 'registered' "
-            "ORDER BY content_hash",
-            (split,),
-        )
-        images = pd.DataFrame(cursor.fetchall(), columns=list(IMAGE_COLUMNS))
-        cursor.execute(f"SELECT COUNT(*) FROM images WHERE split = {p} AND status = 'quarantined'", (split,))
-        [(quarantined,)] = cursor.fetchall()
-        # A leaked content is in both splits by definition, so every leak concerns this split.
-        cursor.execute("SELECT COUNT(*), MIN(example_uri) FROM leaked_images")
-        [(leaked, leak_example)] = cursor.fetchall()
-        conflicts = _label_conflicts(cursor, p, split)
-    # Sorting with None labels never compares them: content hashes are unique in `images`.
+    members = pd.DataFrame(stage_members(cursor, p, split), columns=list(MEMBER_COLUMNS))
+    cursor.execute(f"SELECT COUNT(*) FROM images WHERE split = {p} AND status = 'quarantined'", (split,))
+    [(quarantined,)] = cursor.fetchall()
+    leaks, conflicts = _pixel_problems(cursor, split)
+    near = _near_duplicates(cursor, p, split, members, cfg.quality_near_duplicate_bits)
+    images = members[list(IMAGE_COLUMNS)]
+    # Sorting with None labels never compares them: content hashes are unique among the members.
     name = snapshot_id([(h, str(label)) for h, label in zip(images["content_hash"], images["label"], strict=True)])
-    counts = {label: int(n) for label, n in images["label"].value_counts().items() if label in labels}
-    counts = {label: counts.get(label, 0) for label in labels}
-    measures = split_measures(counts, len(images), int(quarantined), int(leaked), leak_example, conflicts)
+    counts = {label: int(n) for label, n in images["label"].value_counts().items() if label in cfg.labels}
+    counts = {label: counts.get(label, 0) for label in cfg.labels}
+    measures = split_measures(counts, len(images), int(quarantined), leaks, conflicts, near)
     log.info("%s: %s registered images %s, snapshot %s", split, len(images), counts, name[:12])
     return SplitFrames(split, name, images, measures, counts)
 
 
 def split_measures(
-    counts: dict[str, int],
-    registered: int,
-    quarantined: int,
-    leaked: int,
-    leak_example: str | None,
-    conflicts: list[str],
+    counts: dict[str, int], registered: int, quarantined: int, leaks: Finding, conflicts: Finding, near: Finding
 ) -> pd.DataFrame:
     """One row: the measures that belong to the split, not to any one image."""
     smallest = min(counts, key=lambda label: (counts[label], label))
@@ -92,21 +98,78 @@ def split_measures(
                 "class_ratio": counts[smallest] / largest if largest else 0.0,
                 "quarantined": quarantined,
                 "quarantine_rate": quarantined / total if total else 0.0,
-                "leaked_contents": leaked,
-                "leak_example": leak_example,
-                "label_conflicts": len(conflicts),
-                "conflict_example": min(conflicts) if conflicts else None,
+                "leaked_contents": leaks.count,
+                "leak_example": leaks.example,
+                "label_conflicts": conflicts.count,
+                "conflict_example": conflicts.example,
+                "near_duplicates": near.count,
+                "near_duplicate_example": near.example,
             }
         ]
     )
 
 
-def _label_conflicts(cursor: Any, p: str, split: str) -> list[str]:
-    """Content hashes of this split's files registered with two different labels (view
-    ``label_conflicts`` of migration 0004, over the label each file carried)."""
+def _pixel_problems(cursor: Any, split: str) -> tuple[Finding, Finding]:
+    """Leakage (pixels in both splits: every leak concerns this split) and label conflicts (pixels
+    under two labels, with a file in this split), from one pass over view ``pixel_groups``; the
+    files of each problem are read only when there is one."""
+    problem = "first_split <> last_split OR first_label <> last_label"
+    cursor.execute(f"SELECT COUNT(*) FROM pixel_groups WHERE {problem}")
+    if not cursor.fetchone()[0]:
+        return Finding(0), Finding(0)
     cursor.execute(
-        "SELECT DISTINCT content_hash FROM label_conflicts "
-        f"WHERE content_hash IN (SELECT content_hash FROM image_files WHERE split = {p})",
+        "SELECT g.pixel_key, g.first_split <> g.last_split, g.first_label <> g.last_label, "
+        f"{', '.join(f'f.{column}' for column in UPLOAD_COLUMNS)} "
+        f"FROM pixel_groups AS g JOIN live_files AS f ON f.pixel_key = g.pixel_key WHERE {problem}"
+    )
+    leaked: dict[str, list[tuple]] = {}
+    conflicting: dict[str, list[tuple]] = {}
+    for key, leak, conflict, *upload in cursor.fetchall():
+        if leak:
+            leaked.setdefault(key, []).append(tuple(upload))
+        if conflict and upload[2] is not None:
+            conflicting.setdefault(key, []).append(tuple(upload))
+    ours = sorted(key for key, files in conflicting.items() if any(f[1] == split for f in files))
+    leaks = Finding(len(leaked), _two_uploads(leaked[min(leaked)], "split", "hold the same pixels") if leaked else None)
+    conflicts = Finding(
+        len(ours),
+        _two_uploads(conflicting[ours[0]], "label", "hold the same pixels under two labels") if ours else None,
+    )
+    return leaks, conflicts
+
+
+def _near_duplicates(cursor: Any, p: str, split: str, members: pd.DataFrame, max_bits: int) -> Finding:
+    """Pairs of images, one of this split's ``members`` and one of the other split's files, whose
+    perceptual hashes differ in at most ``max_bits`` bits but whose pixels differ (the same pixels
+    are a leak, counted there)."""
+    cursor.execute(
+        f"SELECT uri, pixel_key, perceptual_hash FROM live_files WHERE perceptual_hash IS NOT NULL AND split <> {p}",
         (split,),
     )
-    return sorted(h for (h,) in cursor.fetchall())
+    theirs = cursor.fetchall()
+    ours = members[members["perceptual_hash"].notna()]
+    if not theirs or ours.empty:
+        return Finding(0)
+    found = close_pairs(hash_bytes(ours["perceptual_hash"].tolist()), hash_bytes([h for *_, h in theirs]), max_bits)
+    our_keys, our_uris = ours["pixel_key"].tolist(), ours["uri"].tolist()
+    pairs = [(d, our_uris[i], theirs[j][0]) for i, j, d in found if our_keys[i] != theirs[j][1]]
+    if not pairs:
+        return Finding(0)
+    distance, mine, other = min(pairs)
+    cursor.execute(f"SELECT {', '.join(UPLOAD_COLUMNS)} FROM live_files WHERE uri IN ({p}, {p})", (mine, other))
+    what = f"look alike: perceptual hashes {distance} of 256 bits apart (MRI_QUALITY_NEAR_DUPLICATE_BITS={max_bits})"
+    return Finding(len(pairs), _two_uploads(cursor.fetchall(), apart="split", what=what))
+
+
+def _two_uploads(files: list[tuple], apart: str, what: str) -> str:
+    """The newest of ``files`` (rows of UPLOAD_COLUMNS) and the newest one whose ``apart`` column
+    differs from it, in words, with the command that takes an upload back."""
+    column = UPLOAD_COLUMNS.index(apart)
+    newer, *rest = sorted(files, key=lambda f: (f[3], f[0]), reverse=True)
+    older = next(f for f in rest if f[column] != newer[column])
+    named = " and ".join(
+        f"{uri} ({split}, {label}, registered {at:%Y-%m-%d %H:%M:%S})" for uri, split, label, at in (newer, older)
+    )
+    # Quoted for the shell, and `$` doubled for make, which expands its variables: pastes as printed.
+    command = f"make retract URI={shlex.quote(newer[0].replace('$', '$$'))} REASON='<why>'"
+    return f"{named} {what}; take the misplaced one back: {command} (or the other's URI)"

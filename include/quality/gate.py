@@ -2,10 +2,10 @@
 
 The gate keeps three promises:
 
-- it validates exactly the rows of the snapshot it names: when rows arrive between reading and
-  freezing, the frozen snapshot has another name and the gate validates again;
-- only a passing run freezes its snapshot's members (``take_snapshot``), so training and
-  evaluation (``passed_snapshot``) read only data a gate passed;
+- it freezes exactly the rows it validated: they are read, validated and frozen in one transaction
+  (``stage_members``, ``freeze_staged``), and rows written meanwhile wait for the next gate run;
+- only a passing run freezes its snapshot's members, all of them together with its ``quality_runs``
+  row, so training and evaluation (``passed_snapshot``) read only data a gate passed;
 - every gate run, passed or failed, is a ``quality_runs`` row with the observed value of every
   expectation, and a failure names each failed expectation with its observed value.
 
@@ -26,21 +26,19 @@ from include.config import Settings, settings
 from include.db import RegistryDatabase
 from include.quality import docs, suites
 from include.quality.frames import SplitFrames, read_split
-from include.registry.snapshots import take_snapshot
+from include.registry.snapshots import freeze_staged
 from include.wiring.datasets import SPLITS
 
 log = logging.getLogger(__name__)
 
 # The `suite` of a gate's quality_runs row: the images_<split> and split_<split> suites together.
 GATE_SUITE = "registry_gate"
-# Reading and freezing race with concurrent writers only on a server backend; a registry that
-# keeps changing for this many validations in a row fails the run (the next images/<split> retries).
-GATE_ATTEMPTS = 3
 # Measure columns that carry the example of what a failed measure counts.
 EXAMPLE_OF = {
     "smallest_class_images": "smallest_class",
     "leaked_contents": "leak_example",
     "label_conflicts": "conflict_example",
+    "near_duplicates": "near_duplicate_example",
 }
 
 
@@ -89,7 +87,8 @@ class GateOutcome:
             head
             + f"{len(failures)} of {len(self.expectations)} expectations failed: "
             + "; ".join(failures)
-            + f". Fix the data (or the MRI_QUALITY_* threshold named) and let the gate run again. Report: {self.index}"
+            + ". Fix the data (`make retract URI=...` takes back a misplaced upload) or the MRI_QUALITY_* threshold "
+            + f"named, and let the gate run again. Report: {self.index}"
         )
 
     def statistics(self) -> dict:
@@ -118,12 +117,16 @@ class GateOutcome:
 
 
 def describe(observed: Any) -> str:
-    """An observed value in words: a number, or 'n of m rows (p%), e.g. [...]'."""
+    """An observed value in words: a number, a number with its details, or 'n of m rows (p%), e.g. [...]'."""
     if isinstance(observed, dict) and "unexpected" in observed:
         return (
             f"{observed['unexpected']} of {observed['rows']} rows ({observed['percent']}%), "
             f"e.g. {observed['examples'][:3]}"
         )
+    if isinstance(observed, dict) and "value" in observed:
+        # Details in plain text, not a dict's repr: the retract command in them must paste as printed.
+        details = "; ".join(f"{key}: {value}" for key, value in observed.items() if key != "value")
+        return f"{observed['value']!r}" + (f" ({details})" if details else "")
     return repr(observed)
 
 
@@ -136,21 +139,13 @@ def run_gate(db: RegistryDatabase, split: str, run_id: str, cfg: Settings | None
     :raises QualityGateFailed: naming each failed expectation with its observed value.
     """
     cfg = cfg or settings()
-    for attempt in range(1, GATE_ATTEMPTS + 1):
-        frames = read_split(db, split, cfg.labels)
+    p = db.placeholder
+    with db.transaction() as cursor:
+        frames = read_split(cursor, p, split, cfg)
         outcome = validate(frames, run_id, "gate", cfg)
-        if not outcome.success:
-            break
-        frozen = take_snapshot(db, split)
-        if frozen.snapshot_id == frames.snapshot_id:
-            break
-        log.info("Attempt %s: rows arrived while validating %s; validating the new snapshot", attempt, split)
-    else:
-        raise QualityGateFailed(
-            f"The registry of split {split!r} changed during each of {GATE_ATTEMPTS} validations; nothing was "
-            "gated. The next images/<split> event runs the gate again."
-        )
-    record_gate_run(db, outcome)
+        if outcome.success:
+            freeze_staged(cursor, p, frames.snapshot_id)
+        record_gate_run(cursor, p, outcome)
     log.info("%s", outcome.message())
     if not outcome.success:
         raise QualityGateFailed(outcome.message())
@@ -164,7 +159,11 @@ def run_report(db: RegistryDatabase, run_id: str, cfg: Settings | None = None) -
     :param run_id: names the run in the Data Docs.
     """
     cfg = cfg or settings()
-    outcomes = {split: validate(read_split(db, split, cfg.labels), run_id, "report", cfg) for split in SPLITS}
+    outcomes = {}
+    for split in SPLITS:
+        with db.transaction() as cursor:
+            frames = read_split(cursor, db.placeholder, split, cfg)
+        outcomes[split] = validate(frames, run_id, "report", cfg)
     for outcome in outcomes.values():
         log.info("%s", outcome.message())
     return outcomes
@@ -212,17 +211,15 @@ def validate(frames: SplitFrames, run_id: str, kind: str, cfg: Settings) -> Gate
     return replace(outcome, index=str(index))
 
 
-def record_gate_run(db: RegistryDatabase, outcome: GateOutcome) -> None:
+def record_gate_run(cursor: Any, p: str, outcome: GateOutcome) -> None:
     """Write the run's ``quality_runs`` row; a cleared and re-run task replaces its own row."""
-    p = db.placeholder
     key = (GATE_SUITE, outcome.split, outcome.run_id)
-    with db.transaction() as cursor:
-        cursor.execute(f"DELETE FROM quality_runs WHERE suite = {p} AND split = {p} AND run_id = {p}", key)
-        cursor.execute(
-            "INSERT INTO quality_runs (suite, split, run_id, success, statistics, report_path, snapshot) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
-            (*key, outcome.success, json.dumps(outcome.statistics()), outcome.pages["images"], outcome.snapshot_id),
-        )
+    cursor.execute(f"DELETE FROM quality_runs WHERE suite = {p} AND split = {p} AND run_id = {p}", key)
+    cursor.execute(
+        "INSERT INTO quality_runs (suite, split, run_id, success, statistics, report_path, snapshot) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+        (*key, outcome.success, json.dumps(outcome.statistics()), outcome.pages["images"], outcome.snapshot_id),
+    )
 
 
 def _expectation(suite_name: str, result: Any, measures: dict) -> dict:
@@ -256,5 +253,7 @@ def _expectation(suite_name: str, result: Any, measures: dict) -> dict:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars become Python numbers, anything else odd becomes text."""
-    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    """JSON-safe copy: numpy scalars become Python numbers, NaN and infinities (a missing width read
+    into a number column) None, as PostgreSQL's JSON has no such numbers; anything else odd becomes text."""
+    text = json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    return json.loads(text, parse_constant=lambda _: None)

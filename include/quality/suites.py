@@ -95,11 +95,20 @@ def measure_expectations(cfg: Settings) -> list[Any]:
         gxe.ExpectColumnMaxToBeBetween(
             column="leaked_contents",
             max_value=0,
-            description="leakage: no content in both splits (view leaked_images, from image_files)",
+            description="leakage: no pixels in both splits (view leaked_images, over files not retracted)",
         ),
         gxe.ExpectColumnMaxToBeBetween(
             column="label_conflicts",
             max_value=0,
-            description="no content registered with two different labels (view label_conflicts, from image_files)",
+            description="no pixels registered under two labels (view label_conflicts, over files not retracted)",
+        ),
+        gxe.ExpectColumnMaxToBeBetween(
+            column="near_duplicates",
+            max_value=0,
+            description=(
+                "no near-duplicates across splits: no image within MRI_QUALITY_NEAR_DUPLICATE_BITS="
+                f"{cfg.quality_near_duplicate_bits} bits of the 256-bit perceptual hash of an image in the other "
+                "split (a resized or re-compressed copy)"
+            ),
         ),
     ]

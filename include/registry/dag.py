@@ -1,9 +1,11 @@
-"""The preprocess DAG, built once per split (dags/preprocess_<split>_data.py): raw files -> `images`."""
+"""The preprocess DAG, built once per split (dags/preprocess_<split>_data.py): raw files -> `images`;
+and the by-hand DAG that takes an upload back (dags/retract_upload.py)."""
 
 # No `from __future__ import annotations`: aql.dataframe reads the real `pd.DataFrame` annotation
 # to turn the summary table into a DataFrame.
 import logging
 from collections import Counter
+from dataclasses import asdict
 from datetime import timedelta
 
 import pandas as pd
@@ -17,10 +19,11 @@ from include.ingestion.mover import (
     name_batch,
     pending_prefix,
 )
+from include.registry.retract import RETRACT_DAG_ID
 from include.storage import get_storage
 from include.storage.base import is_listable
-from include.wiring.compat import DAG, DATA_TRIGGERED_RUN, task
-from include.wiring.datasets import IMAGES, RAW
+from include.wiring.compat import DAG, DATA_TRIGGERED_RUN, AirflowFailException, Param, task
+from include.wiring.datasets import IMAGES, RAW, SPLITS
 from include.wiring.defaults import pipeline_dag
 from include.wiring.setup import apply_db_migrations
 from include.wiring.sql import sql_dataframe
@@ -156,3 +159,45 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
         published >> finish_registration(listed, planned)
 
     return preprocess()
+
+
+def build_retract_dag(doc_md: str) -> DAG:
+    """By hand: retract one upload (include/registry/retract.py), then emit images/<split> of both
+    splits so both quality gates run again.
+
+    :param doc_md: the DAG file's docstring, shown in the UI.
+    """
+    cfg = settings()
+    text = {"type": "string", "minLength": 1}
+
+    @pipeline_dag(
+        RETRACT_DAG_ID,
+        None,
+        doc_md,
+        ["registry", "retract"],
+        params={
+            "uri": Param(description="The file, as the gate's failure message names it (image_files.uri).", **text),
+            "reason": Param(description="Why it is taken back: kept in its row and in the note left in raw/.", **text),
+            "retracted_by": Param(description="Who takes it back.", **text),
+        },
+    )
+    def retract_upload():
+        # Both splits: a leak or a label conflict fails the gates of both.
+        @task(pool=cfg.db_pool, outlets=[IMAGES[split] for split in SPLITS], multiple_outputs=False)
+        def retract(**context) -> dict:
+            """Retract the upload; bad input fails at once (no retry), naming what to give instead."""
+            from include.db import get_database
+            from include.registry.retract import RetractionRefused, retract_upload
+
+            params = context["params"]
+            try:
+                done = retract_upload(
+                    get_database(), get_storage(), params["uri"], params["retracted_by"], params["reason"]
+                )
+            except RetractionRefused as refused:
+                raise AirflowFailException(str(refused)) from None
+            return asdict(done)
+
+        apply_db_migrations() >> retract()
+
+    return retract_upload()

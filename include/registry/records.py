@@ -21,6 +21,7 @@ from include.config import ConfigError
 from include.db import RegistryDatabase
 from include.ingestion.mover import UPLOAD_SUFFIX, printable, safe_name
 from include.ml.predict import ImageTooLarge, open_header
+from include.registry.pixels import perceptual_hash, pixel_hash
 from include.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class ImageRecord(NamedTuple):
     status: str
     reason: str | None
     first_seen_run_id: str
+    # Of the decoded pixels (include.registry.pixels); None where nothing decoded.
+    pixel_hash: str | None = None
+    perceptual_hash: str | None = None
 
 
 IMAGE_COLUMNS = ImageRecord._fields
@@ -85,8 +89,18 @@ def label_of(name: str, labels: tuple[str, ...], overrides: dict[str, str], path
     return label
 
 
-def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
-    """Width, height and mode of a fully decodable image; anything else raises Quarantine."""
+class Inspected(NamedTuple):
+    """What registration measures of a decoded image."""
+
+    width: int
+    height: int
+    mode: str
+    pixel_hash: str
+    perceptual_hash: str
+
+
+def inspect_image(data: bytes, limits: Limits) -> Inspected:
+    """Size, mode and pixel hashes of a fully decodable image; anything else raises Quarantine."""
     if not data:
         raise Quarantine("empty file (0 bytes)")
     try:
@@ -101,7 +115,7 @@ def inspect_image(data: bytes, limits: Limits) -> tuple[int, int, str]:
     width, height = image.size
     if min(width, height) < limits.min_side:
         raise Quarantine(f"too small: {width}x{height}, MRI_MIN_IMAGE_SIDE is {limits.min_side}")
-    return width, height, image.mode
+    return Inspected(width, height, image.mode, pixel_hash(image), perceptual_hash(image))
 
 
 def registry_uri(uri: str) -> str:
@@ -147,12 +161,26 @@ def fingerprint(
                 "file name is not valid UTF-8 (stored with \\x escapes); rename it in UTF-8 and upload it again"
             )
         label = label_of(posixpath.basename(uri), labels, overrides, csv_names(storage.key(uri), split))
-        width, height, mode = inspect_image(data, limits)
+        seen = inspect_image(data, limits)
     except Quarantine as why:
         return ImageRecord(
             content_hash, stored_uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id
         )
-    return ImageRecord(content_hash, uri, split, label, width, height, mode, len(data), "registered", None, run_id)
+    return ImageRecord(
+        content_hash,
+        uri,
+        split,
+        label,
+        seen.width,
+        seen.height,
+        seen.mode,
+        len(data),
+        "registered",
+        None,
+        run_id,
+        seen.pixel_hash,
+        seen.perceptual_hash,
+    )
 
 
 def read_label_overrides(storage: Storage, key: str | None) -> dict[str, str]:

@@ -1,20 +1,30 @@
 """Named snapshots of a split: what a quality gate validated, and exactly what a model saw.
 
-A snapshot is the set of registered images of a split at one moment, named by the SHA-256 of its
-sorted ``content_hash label`` lines: the same data always has the same name, on every backend.
-Its members are stored in ``snapshot_images``, so rows registered after the gate ran wait for the
-next gate run instead of slipping into training. ``quality_runs.snapshot`` records which snapshot a
-gate run validated; :func:`passed_snapshot` is how training and evaluation ask for gated data.
+A snapshot is the set of registered contents of a split's files (retracted files left out) at one
+moment, named by the SHA-256 of its sorted ``content_hash label`` lines: the same data always has
+the same name, on every backend. Its members (``sql/split_members.sql``) are stored in
+``snapshot_images``, so rows registered after the gate ran wait for the next gate run instead of
+slipping into training. ``quality_runs.snapshot`` records which snapshot a gate run validated;
+:func:`passed_snapshot` is how training and evaluation ask for gated data.
+
+Reading and freezing share one transaction: :func:`stage_members` copies the members into a
+temporary table of that transaction and returns them, and :func:`freeze_staged` stores that copy by
+``INSERT ... SELECT``. So the rows frozen are the rows read, whatever is written meanwhile, and no
+row passes through Python twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from include.db import RegistryDatabase
+from include.db.queries import bound, sql_file
 
-SNAPSHOT_COLUMNS = ("snapshot", "split", "content_hash", "label", "uri")
+# The columns split_members.sql returns, in order.
+MEMBER_COLUMNS = ("content_hash", "label", "uri", "split", "width", "height", "mode", "pixel_key", "perceptual_hash")
+# The temporary table holding the members read in a transaction (gone with its connection).
+STAGED_MEMBERS = "staged_members"
 
 
 class SnapshotImage(NamedTuple):
@@ -41,36 +51,48 @@ class NoGatedSnapshotError(LookupError):
 
 def snapshot_id(pairs: list[tuple[str, str]]) -> str:
     """The name of a snapshot: SHA-256 of its sorted ``content_hash label`` lines."""
-    digest = hashlib.sha256()
-    for content_hash, label in sorted(pairs):
-        digest.update(f"{content_hash} {label}\n".encode())
-    return digest.hexdigest()
+    return hashlib.sha256("".join(f"{h} {label}\n" for h, label in sorted(pairs)).encode()).hexdigest()
+
+
+def stage_members(cursor: Any, placeholder: str, split: str) -> list[tuple]:
+    """Copy the members of ``split`` as they are now into this transaction's temporary table, and
+    return them (rows of ``MEMBER_COLUMNS``, in no order).
+
+    :param cursor: the cursor of a transaction that may still freeze them (:func:`freeze_staged`).
+    """
+    members, values = bound(sql_file("split_members.sql"), {"split": split}, placeholder)
+    cursor.execute(f"CREATE TEMPORARY TABLE {STAGED_MEMBERS} AS {members}", values)
+    cursor.execute(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM {STAGED_MEMBERS}")
+    return cursor.fetchall()
+
+
+def freeze_staged(cursor: Any, placeholder: str, name: str) -> None:
+    """Store the members :func:`stage_members` read in this transaction as snapshot ``name``.
+
+    A snapshot is written in one transaction, so one already stored (the same data gated again) is
+    whole, and nothing is added to it.
+    """
+    cursor.execute(f"SELECT snapshot FROM snapshot_images WHERE snapshot = {placeholder} LIMIT 1", (name,))
+    if cursor.fetchone() is None:
+        cursor.execute(
+            "INSERT INTO snapshot_images (snapshot, split, content_hash, label, uri) "
+            f"SELECT CAST({placeholder} AS TEXT), split, content_hash, label, uri FROM {STAGED_MEMBERS}",
+            (name,),
+        )
 
 
 def take_snapshot(db: RegistryDatabase, split: str) -> Snapshot:
-    """Freeze the registered images of ``split`` now and store the members (idempotent).
+    """Freeze the members of ``split`` as they are now, unvalidated (the gate validates them first:
+    ``include.quality.gate.run_gate``), and return them. Idempotent.
 
     :param db: the registry database.
     :param split: ``train`` or ``test``.
     """
-    p = db.placeholder
     with db.transaction() as cursor:
-        cursor.execute(
-            f"SELECT content_hash, label, uri FROM images WHERE split = {p} AND status = 'registered' "
-            "ORDER BY content_hash",
-            (split,),
-        )
-        images = [SnapshotImage(*row) for row in cursor.fetchall()]
+        images = [SnapshotImage(h, label, uri) for h, label, uri, *_ in stage_members(cursor, db.placeholder, split)]
         name = snapshot_id([(i.content_hash, i.label) for i in images])
-        # Re-taking the same snapshot (a retried gate, the on-demand report) adds nothing.
-        db.insert_new_rows(
-            cursor,
-            "snapshot_images",
-            SNAPSHOT_COLUMNS,
-            ("snapshot", "content_hash"),
-            [(name, split, *i) for i in images],
-        )
-    return Snapshot(name, split, images)
+        freeze_staged(cursor, db.placeholder, name)
+    return Snapshot(name, split, sorted(images))
 
 
 def load_snapshot(db: RegistryDatabase, name: str) -> Snapshot:

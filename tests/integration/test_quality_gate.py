@@ -1,20 +1,27 @@
 """The quality gate on DuckDB and a real PostgreSQL: clean data passes and emits, every injected
 fault fails naming its expectation and emits nothing, and gated data stays what the gate saw."""
 
+import fcntl
+import io
 import json
+import shlex
+import threading
 from pathlib import Path
 
 import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
+from PIL import Image, PngImagePlugin
 
 from include.config import settings
 from include.db import get_database
 from include.db.migrations import apply_migrations
 from include.quality.dag import build_quality_gate_dag, build_quality_report_dag
+from include.registry.pixels import perceptual_hash
 from include.registry.records import ImageRecord, write_records
 from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
 from include.wiring.datasets import GATE_PASSED
 from tests.support.metadata import dataset_events, register
+from tests.support.uploads import encoded, hash_distance, head, upload
 
 
 def record(n: int, label: str, split: str = "train", name: str | None = None, mode: str = "L") -> ImageRecord:
@@ -35,6 +42,7 @@ def gate_env(db_conn_id, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
     monkeypatch.setenv("MRI_QUALITY_DIR", str(tmp_path / "quality"))
     monkeypatch.setenv("MRI_NOTIFICATIONS_DIR", str(tmp_path / "notifications"))
+    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
     monkeypatch.setenv("MRI_QUALITY_MIN_IMAGES_PER_CLASS", "2")
     monkeypatch.setenv("MRI_QUALITY_MIN_CLASS_RATIO", "0.5")
     settings.cache_clear()
@@ -58,14 +66,33 @@ def quality_runs(db) -> list[tuple]:
     return db.fetch_all("SELECT split, run_id, success, snapshot, statistics, report_path FROM quality_runs")
 
 
+def failed_columns(db, run) -> set[str]:
+    """The columns of the expectations the gate run ``run`` recorded as failed."""
+    [statistics] = [stats for _, run_id, _, _, stats, _ in quality_runs(db) if run_id == run.run_id]
+    stats = statistics if isinstance(statistics, dict) else json.loads(statistics)
+    return {e["column"] for e in stats["expectations"] if not e["success"]}
+
+
+def failure_message(tmp_path, split: str) -> str:
+    """The error of the gate's newest failure notification: what the task failed with."""
+    notices = sorted((tmp_path / "notifications" / f"quality_gate_{split}").glob("*.failure.json"))
+    return json.loads(notices[-1].read_text())["exception"]
+
+
 def insert_image(db, content_hash: str, label: str | None) -> None:
-    """A row written straight into `images`, bypassing the registry's checks."""
+    """A file's rows written straight into `images` and `image_files`, bypassing the registry's checks."""
     p = db.placeholder
+    uri = f"raw/train/{content_hash}.jpg"
     with db.transaction() as cursor:
         cursor.execute(
             "INSERT INTO images (content_hash, uri, split, label, width, height, mode, bytes, status, "
             f"first_seen_run_id) VALUES ({p}, {p}, 'train', {p}, 96, 96, 'L', 10, 'registered', 'manual')",
-            (content_hash, f"raw/train/{content_hash}.jpg", label),
+            (content_hash, uri, label),
+        )
+        cursor.execute(
+            "INSERT INTO image_files (uri, content_hash, split, run_id, label) "
+            f"VALUES ({p}, {p}, 'train', 'manual', {p})",
+            (uri, content_hash, label),
         )
 
 
@@ -80,7 +107,7 @@ def test_clean_data_passes_records_the_snapshot_and_emits(gate_env):
     assert (split, run_id, bool(success), snapshot) == ("train", run.run_id, True, expected)
     stats = statistics if isinstance(statistics, dict) else json.loads(statistics)
     assert stats["classes"] == {"glioma": 3, "meningioma": 3}
-    assert len(stats["expectations"]) == 17 and all("observed" in e for e in stats["expectations"])
+    assert len(stats["expectations"]) == 18 and all("observed" in e for e in stats["expectations"])
     assert passed_snapshot(db, "train").snapshot_id == expected
     assert gate_events(run) == 1
     # The run's Data Docs page, and an index page that links it.
@@ -150,6 +177,84 @@ def test_each_fault_fails_the_gate_names_it_and_emits_nothing(gate_env, fault, m
     assert f"({column}) [" in error and "observed" in error
 
 
+def test_the_same_pixels_in_other_bytes_under_another_label_fail_both_gates(gate_env):
+    db, tmp_path = gate_env
+    exported_again = PngImagePlugin.PngInfo()
+    exported_again.add_text("Comment", "exported again")
+    train = upload(db, "train", "glioma (50).png", encoded(head(1)), "upload-1")
+    test = upload(db, "test", "meningioma (50).png", encoded(head(1), pnginfo=exported_again), "upload-2")
+
+    for split in ("train", "test"):
+        run, _ = run_gate_dag(split)
+
+        assert run.state == DagRunState.FAILED
+        assert {"leaked_contents", "label_conflicts"} <= failed_columns(db, run)
+        # Both uploads are named, the newer first, with the command that takes one back.
+        error = failure_message(tmp_path, split)
+        assert test in error and error.index(test) < error.index(train)
+        assert f"make retract URI={shlex.quote(test)} REASON=" in error
+
+
+def test_a_resized_recompressed_copy_in_the_other_split_fails_as_a_near_duplicate(gate_env, monkeypatch):
+    db, tmp_path = gate_env
+    copy = encoded(head(2).resize((80, 80)), "JPEG", quality=60)
+    train = upload(db, "train", "glioma (60).png", encoded(head(2)), "upload-1")
+    test = upload(db, "test", "glioma (61).jpg", copy, "upload-2")
+
+    run, _ = run_gate_dag()
+
+    assert run.state == DagRunState.FAILED
+    assert failed_columns(db, run) == {"near_duplicates"}  # other pixels: no leak, no conflict
+    error = failure_message(tmp_path, "train")
+    assert error.index(test) < error.index(train) and "bits apart (MRI_QUALITY_NEAR_DUPLICATE_BITS=12)" in error
+
+    # The threshold is a setting: one bit less than the pair's distance lets it through.
+    apart = hash_distance(perceptual_hash(head(2)), perceptual_hash(Image.open(io.BytesIO(copy))))
+    monkeypatch.setenv("MRI_QUALITY_NEAR_DUPLICATE_BITS", str(apart - 1))
+    settings.cache_clear()
+    assert run_gate_dag()[0].state == DagRunState.SUCCESS
+
+
+def test_rows_written_while_the_gate_validates_are_not_frozen_and_the_run_is_recorded(gate_env, db_conn_id):
+    db, tmp_path = gate_env
+    stop, written = threading.Event(), []
+
+    def register_during_each_validation():
+        """Another writer: a file whenever the gate validates, between reading the rows and freezing
+        them (it holds the Data Docs lock then), both labels in turn."""
+        writer, n, wrote = get_database(db_conn_id), 1000, False
+        (tmp_path / "quality").mkdir(exist_ok=True)
+        with open(tmp_path / "quality" / ".lock", "a") as lock:
+            while not stop.wait(0.01):
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # the gate is validating
+                    if not wrote:
+                        write_records(writer, [record(n, ("glioma", "meningioma")[n % 2])], "busy")
+                        written.append(n)
+                        n, wrote = n + 1, True
+                else:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                    wrote = False
+
+    writer = threading.Thread(target=register_during_each_validation)
+    writer.start()
+    try:
+        run, _ = run_gate_dag()
+    finally:
+        stop.set()
+        writer.join()
+
+    assert run.state == DagRunState.SUCCESS and written, "no file was written while the gate validated"
+    [(_, run_id, success, snapshot, _, _)] = quality_runs(db)
+    frozen = passed_snapshot(db, "train")
+    # Exactly the rows validated: the clean ones, not those written meanwhile.
+    assert (run_id, bool(success), snapshot) == (run.run_id, True, frozen.snapshot_id)
+    assert frozen.snapshot_id == snapshot_id([(i.content_hash, i.label) for i in frozen.images])
+    assert {i.content_hash for i in frozen.images} == {r.content_hash for r in CLEAN["train"]}
+    assert db.fetch_all("SELECT COUNT(*) FROM snapshot_images") == [(len(CLEAN["train"]),)]
+
+
 def test_a_file_registered_after_the_gate_waits_for_the_next_gate_run(gate_env):
     db, _ = gate_env
     first, _ = run_gate_dag()
@@ -186,6 +291,7 @@ def test_report_validates_both_splits_and_gates_nothing(gate_env):
         ("MRI_QUALITY_MAX_QUARANTINE_RATE", "lots", "must be a number in [0, 1]"),
         ("MRI_QUALITY_MIN_IMAGES_PER_CLASS", "0", "is not a positive integer"),
         ("MRI_QUALITY_MODES", " , ", "lists no PIL mode"),
+        ("MRI_QUALITY_NEAR_DUPLICATE_BITS", "25", "must be a whole number of bits in [0, 24], e.g. 12."),
     ],
 )
 def test_a_bad_threshold_names_its_setting(name, value, says):

@@ -117,3 +117,35 @@ def test_unreachable_postgres_fails_with_the_variable_and_the_fix(monkeypatch):
         match=r"MRI_DB_CONN_ID 'down_pg' \(postgres at 127.0.0.1:\d+/mri\) cannot be opened: .*Start the database",
     ):
         apply_migrations(db)
+
+
+def test_files_registered_before_pixel_hashes_are_still_compared_by_file_hash(db_conn_id, tmp_path):
+    from include.config import MIGRATIONS_DIR
+    from include.registry.records import write_records
+    from tests.support.records import synthetic_records
+
+    db = get_database(db_conn_id)
+    for migration in sorted(MIGRATIONS_DIR.glob("000[1-7]_*.sql")):  # the schema before 0008
+        (tmp_path / migration.name).write_text(migration.read_text())
+    apply_migrations(db, tmp_path)
+    [train] = synthetic_records(0, 1)
+    # The same bytes in both splits, as the registry wrote them then: no pixel hash anywhere.
+    with db.transaction() as cursor:
+        cursor.execute(
+            f"INSERT INTO images (content_hash, uri, split, label, bytes, status, first_seen_run_id) VALUES "
+            f"({', '.join([db.placeholder] * 7)})",
+            (train.content_hash, train.uri, "train", "glioma", 10, "registered", "old"),
+        )
+        for uri, split in ((train.uri, "train"), ("s3://bucket/raw/test/glioma (0).jpg", "test")):
+            cursor.execute(
+                "INSERT INTO image_files (uri, content_hash, split, run_id, label) VALUES "
+                f"({', '.join([db.placeholder] * 5)})",
+                (uri, train.content_hash, split, "old", "glioma"),
+            )
+
+    assert apply_migrations(db)[0] == 8
+    write_records(db, synthetic_records(1, 2), "new")  # and a file registered after it
+
+    assert db.fetch_all("SELECT pixel_key, content_hash, splits, files FROM leaked_images") == [
+        (train.content_hash, train.content_hash, 2, 2)
+    ]

@@ -104,6 +104,7 @@ SAMPLES = {
     "quality_max_side": ("1024", 1024),
     "quality_modes": ("L, RGB", ("L", "RGB")),
     "quality_max_quarantine_rate": ("0", 0.0),
+    "quality_near_duplicate_bits": ("0", 0),
 }
 
 
