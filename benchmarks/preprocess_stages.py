@@ -74,7 +74,7 @@ def stage_seconds(conn_id: str) -> dict[str, float]:
     uris = [storage.uri(o.key) for o in storage.list("raw/train")]
     seconds["list"] = time.perf_counter() - began
 
-    limits = Limits(cfg.min_image_side, cfg.max_image_pixels)
+    limits = Limits(cfg.min_image_side, cfg.max_image_pixels, cfg.max_upload_bytes)
     for batch in batches(uris, cfg.register_batch_size or get_database(conn_id).register_batch_size):
         began = time.perf_counter()
         overrides = read_label_overrides(storage, cfg.labels_csv)

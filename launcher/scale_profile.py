@@ -31,6 +31,7 @@ from launcher.servers import (
     running_postgres,
     running_redis,
     running_s3_server,
+    without_password,
 )
 
 log = logging.getLogger("launcher.scale_profile")
@@ -142,7 +143,12 @@ def main() -> int:
         meta_url = create_database(postgres, "airflow_meta")
         profile = scale_environment(args.home, meta_url, postgres.url, redis_url, s3_endpoint, "mri")
         env = {**PROJECT_AIRFLOW, **os.environ, **profile}
-        log.info("PostgreSQL %s, Redis %s, S3 %s; migrating the metadata", postgres.url, redis_url, s3_endpoint)
+        log.info(
+            "PostgreSQL %s, Redis %s, S3 %s; migrating the metadata",
+            without_password(postgres.url),
+            without_password(redis_url),
+            s3_endpoint,
+        )
         migrate_metadata(env)
         # The embedded demo's summary (reports/) stays the embedded demo's: this one goes with its logs.
         if not any(arg.startswith("--summary") for arg in demo_args):

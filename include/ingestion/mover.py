@@ -23,9 +23,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from include.config import settings
 from include.names import safe_name
 from include.storage import Storage, StorageUnavailableError
-from include.storage.base import REGULAR
+from include.storage.base import REGULAR, TooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,17 @@ def max_mapped_batches() -> int:
 
 
 def quarantine_reason(storage: Storage, key: str, kind: str = REGULAR) -> str | None:
-    """Why ``key`` is not an image the pipeline can take, or None. Only the first bytes are read;
-    decoding and fingerprinting happen at registration.
+    """Why ``key`` is not an image the pipeline can take, or None. Only the first bytes are read,
+    and none of a file over MRI_MAX_UPLOAD_BYTES; decoding and fingerprinting happen at registration.
 
     :param kind: what the entry is (from the claim): anything but a regular file is never opened.
     """
     if kind != REGULAR:
         return f"not a regular file: {kind}"
     try:
-        head = storage.read(key, SIGNATURE_BYTES)
+        head = storage.read(key, SIGNATURE_BYTES, max_bytes=settings().max_upload_bytes)
+    except TooLargeError as err:
+        return str(err)
     except OSError as err:  # e.g. a symlink, refused on purpose
         return f"unreadable: {err.strerror or err}"
     if not head:
@@ -141,14 +144,17 @@ def quarantine_reason(storage: Storage, key: str, kind: str = REGULAR) -> str | 
     return None
 
 
-def fingerprinted(key: str, data: bytes) -> str:
+def fingerprinted(key: str, sha256: str) -> str:
     """``raw/train/glioma (1).jpg`` -> ``raw/train/glioma (1) (upload 3f9a1c2b0e4d).jpg``.
 
     The stem is shortened if the name would pass MAX_NAME_BYTES: a long name must not turn a
-    re-upload into a file that can never be placed."""
+    re-upload into a file that can never be placed.
+
+    :param sha256: the hex SHA-256 of the file's bytes; its start goes into the name.
+    """
     folder, name = posixpath.split(key)
     stem, suffix = posixpath.splitext(name)
-    tag = f" (upload {hashlib.sha256(data).hexdigest()[:12]}){suffix}"
+    tag = f" (upload {sha256[:12]}){suffix}"
     room = MAX_NAME_BYTES - len(tag.encode("utf-8", "surrogateescape"))
     while len(stem.encode("utf-8", "surrogateescape")) > room:  # whole characters only
         stem = stem[:-1]
@@ -163,13 +169,15 @@ def place(storage: Storage, source: str, destination: str, source_tag: str | Non
     """
     if storage.copy_new(source, destination, source_tag):
         return destination, False
-    data = storage.read(source)
-    if storage.read(destination) == data:
+    # Compared by hashes read a chunk at a time: a file of any size (one quarantined as too large
+    # too) is never held in memory.
+    sha256 = storage.sha256(source)
+    if storage.sha256(destination) == sha256:
         return destination, True
-    alternative = fingerprinted(destination, data)
+    alternative = fingerprinted(destination, sha256)
     if storage.copy_new(source, alternative, source_tag):
         return alternative, False
-    if storage.read(alternative) == data:
+    if storage.sha256(alternative) == sha256:
         return alternative, True
     raise RuntimeError(f"{alternative} exists with other bytes than {source}; left in landing")
 
@@ -252,7 +260,7 @@ def set_aside_impostors(storage: Storage, keys: list[str], split: str) -> list[O
             destination = f"quarantine/{split}/{impostor[len(landing_prefix(split)) + 1 :]}"
             try:
                 if not storage.copy_new(impostor, destination):
-                    destination = fingerprinted(destination, impostor.encode())
+                    destination = fingerprinted(destination, hashlib.sha256(impostor.encode()).hexdigest())
                     storage.copy_new(impostor, destination)
                 storage.delete(impostor)
             except FileNotFoundError:  # another batch of this run set it aside first

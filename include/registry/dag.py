@@ -109,7 +109,7 @@ def build_preprocess_dag(split: str, doc_md: str) -> DAG:
             uris = storage.read_json(batch)
             name_batch(uris)
             overrides = read_label_overrides(storage, cfg.labels_csv)
-            limits = Limits(cfg.min_image_side, cfg.max_image_pixels)
+            limits = Limits(cfg.min_image_side, cfg.max_image_pixels, cfg.max_upload_bytes)
             records = [fingerprint(storage, uri, split, run_id, cfg.labels, overrides, limits) for uri in uris]
             write_records(get_database(), records, run_id)
             counts = Counter(r.status for r in records)

@@ -17,12 +17,13 @@ from typing import NamedTuple
 
 from PIL import UnidentifiedImageError
 
-from include.config import ConfigError
+from include.config import ConfigError, Settings
 from include.db import RegistryDatabase
 from include.ingestion.mover import UPLOAD_SUFFIX, printable, safe_name
 from include.ml.predict import ImageTooLarge, open_header
 from include.registry.pixels import perceptual_hash, pixel_hash
 from include.storage import Storage
+from include.storage.base import TooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,12 @@ FILE_ROW_COLUMNS = (*FILE_COLUMNS, "label")
 
 @dataclass(frozen=True)
 class Limits:
+    """What registration refuses: MRI_MIN_IMAGE_SIDE, MRI_MAX_IMAGE_PIXELS, MRI_MAX_UPLOAD_BYTES."""
+
     min_side: int
     max_pixels: int
+    # Checked against the stored size before a byte is read; the setting's default unless given.
+    max_bytes: int = Settings.max_upload_bytes
 
 
 class Quarantine(Exception):
@@ -145,14 +150,14 @@ def fingerprint(
     """Read one file and return its row: registered, or quarantined with the reason."""
     stored_uri = registry_uri(uri)
     try:
-        data = storage.read(storage.key(uri))
+        data = storage.read(storage.key(uri), max_bytes=limits.max_bytes)
+    except TooLargeError as err:
+        return unread(stored_uri, split, run_id, str(err), err.size)
     except OSError as err:  # a directory, a symlink (refused, never followed), no permission
         reason = (
             "a directory, not a file" if isinstance(err, IsADirectoryError) else f"unreadable: {err.strerror or err}"
         )
-        # No bytes to key by: the uri keys it, so two unreadable files never share a row.
-        unread_key = hashlib.sha256(f"unreadable:{stored_uri}".encode()).hexdigest()
-        return ImageRecord(unread_key, stored_uri, split, None, None, None, None, 0, "quarantined", reason, run_id)
+        return unread(stored_uri, split, run_id, reason, 0)
     content_hash = hashlib.sha256(data).hexdigest()
     label = None
     try:
@@ -181,6 +186,13 @@ def fingerprint(
         seen.pixel_hash,
         seen.perceptual_hash,
     )
+
+
+def unread(uri: str, split: str, run_id: str, reason: str, size: int) -> ImageRecord:
+    """The quarantined row of a file whose bytes were not read: with no bytes to key it by, its uri
+    keys it, so two such files never share a row."""
+    key = hashlib.sha256(f"unreadable:{uri}".encode()).hexdigest()
+    return ImageRecord(key, uri, split, None, None, None, None, size, "quarantined", reason, run_id)
 
 
 def read_label_overrides(storage: Storage, key: str | None) -> dict[str, str]:

@@ -58,6 +58,19 @@ class UnsafePathError(ValueError):
         self.key = key
 
 
+class TooLargeError(Exception):
+    """A file larger than the caller will read, refused by the size its store gives, before a byte of
+    it is read. The message is the quarantine reason.
+
+    :param size: the file's size in bytes, as the store lists it.
+    :param max_bytes: the cap it is over (MRI_MAX_UPLOAD_BYTES).
+    """
+
+    def __init__(self, size: int, max_bytes: int):
+        super().__init__(f"too large: {size} bytes, MRI_MAX_UPLOAD_BYTES is {max_bytes}; not read")
+        self.size = size
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -146,8 +159,15 @@ class Storage(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def read(self, key: str, length: int | None = None) -> bytes:
-        """The file's bytes, or only its first ``length`` bytes."""
+    def read(self, key: str, length: int | None = None, max_bytes: int | None = None) -> bytes:
+        """The file's bytes, or only its first ``length`` bytes.
+
+        :param max_bytes: raise :class:`TooLargeError`, reading nothing, if the file is larger.
+        """
+
+    @abstractmethod
+    def sha256(self, key: str) -> str:
+        """The hex SHA-256 of the file's bytes, read a chunk at a time: memory stays flat whatever its size."""
 
     @abstractmethod
     def write(self, key: str, data: bytes) -> None:

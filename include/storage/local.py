@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from include.files import atomic_write, fsync_dir
 from include.storage.base import (
@@ -18,6 +20,7 @@ from include.storage.base import (
     Claim,
     Storage,
     StoredObject,
+    TooLargeError,
     UnsafePathError,
     kind_of,
     private_key,
@@ -94,17 +97,30 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         return os.path.lexists(self._path(key))
 
-    def read(self, key: str, length: int | None = None) -> bytes:
+    @contextlib.contextmanager
+    def _open_file(self, key: str) -> Iterator[tuple[BinaryIO, int]]:
+        """``key`` open for reading, and its size; anything but a regular file is refused unread."""
         # O_NOFOLLOW: a symlink in landing could point anywhere on the host; it is refused, not read.
         # O_NONBLOCK: opening a named pipe would otherwise wait forever for a writer.
         fd = os.open(self._path(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
+            # Of the open file: the checks and the read see the same one, whatever is renamed meanwhile.
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "a directory, not a file")
-            if not stat.S_ISREG(mode):
-                raise OSError(errno.EINVAL, f"not a regular file: {kind_of(mode)}")
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, f"not a regular file: {kind_of(info.st_mode)}")
+            yield f, info.st_size
+
+    def read(self, key: str, length: int | None = None, max_bytes: int | None = None) -> bytes:
+        with self._open_file(key) as (f, size):
+            if max_bytes is not None and size > max_bytes:
+                raise TooLargeError(size, max_bytes)
             return f.read() if length is None else f.read(length)
+
+    def sha256(self, key: str) -> str:
+        with self._open_file(key) as (f, _):
+            return hashlib.file_digest(f, "sha256").hexdigest()
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)

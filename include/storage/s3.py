@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import Any
 
-from include.storage.base import Claim, Storage, StorageUnavailableError, StoredObject, visible
+from include.storage.base import Claim, Storage, StorageUnavailableError, StoredObject, TooLargeError, visible
 
 # S3 error codes that mean "no such key" (the HEAD of a missing key has no body, hence "404").
 MISSING = ("404", "NoSuchKey", "NotFound")
+# What sha256 holds of an object at a time.
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+def object_size(response: dict) -> int:
+    """The whole object's size from a GET response: a ranged GET's Content-Range ends in it."""
+    content_range = response.get("ContentRange")  # bytes 0-7/3221225472
+    return int(content_range.rpartition("/")[2]) if content_range else response["ContentLength"]
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -94,17 +103,28 @@ class S3Storage(Storage):
     def exists(self, key: str) -> bool:
         return self._head(key) is not None
 
-    def read(self, key: str, length: int | None = None) -> bytes:
+    def read(self, key: str, length: int | None = None, max_bytes: int | None = None) -> bytes:
         from botocore.exceptions import ClientError
 
         extra = {"Range": f"bytes=0-{length - 1}"} if length else {}
         try:
-            body = self._call("get_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key), **extra)["Body"]
+            response = self._call("get_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key), **extra)
         except ClientError as err:
             if err.response["Error"]["Code"] == "InvalidRange":  # a range of an empty object
                 return b""
             raise
-        return body.read()
+        # The size comes with the response's headers, before its body: too large, the body is never read.
+        if max_bytes is not None and (size := object_size(response)) > max_bytes:
+            response["Body"].close()
+            raise TooLargeError(size, max_bytes)
+        return response["Body"].read()
+
+    def sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        body = self._call("get_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key))["Body"]
+        for chunk in body.iter_chunks(READ_CHUNK_BYTES):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def write(self, key: str, data: bytes) -> None:
         self._call("put_object", Bucket=self._bucket_and_prefix[0], Key=self._key(key), Body=data)

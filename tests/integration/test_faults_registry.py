@@ -154,7 +154,7 @@ def test_writers_sharing_contents_in_opposite_order_do_not_deadlock(postgres_con
 
 def _dsn(db) -> dict:
     c = db.connection
-    return {"host": c.host, "port": c.port, "user": c.login, "dbname": c.schema}
+    return {"host": c.host, "port": c.port, "user": c.login, "password": c.password, "dbname": c.schema}
 
 
 def test_a_duckdb_file_locked_by_another_process_names_that_process(duckdb_conn_id):
