@@ -254,6 +254,13 @@ class Settings:
         _positive_int,
         "Images with more pixels than this are quarantined unread (decompression bombs).",
     )
+    max_upload_bytes: int = _setting(
+        "MRI_MAX_UPLOAD_BYTES",
+        64 * 1024 * 1024,
+        _positive_int,
+        "Files larger than this many bytes, by the size their store lists, are quarantined unread: "
+        "ingestion and registration hold a file in memory, and one of several GB would exhaust a worker.",
+    )
     model_source: str = _setting(
         "MRI_MODEL_SOURCE",
         "config:resnet-tiny",
@@ -282,15 +289,24 @@ class Settings:
         "MRI_SELECTION_METRIC",
         "roc_auc",
         _selection_metric,
-        "Metric deploy_best_model ranks fine-tuned models by (higher is better), one of "
-        "SELECTION_METRICS; ties go to F1, then the older model.",
+        "Metric deploy_best_model chooses by (higher is better), one of SELECTION_METRICS: the newest "
+        "sweep's models are ranked by it on their validation holdout (ties: validation loss, then the "
+        "older model); the test snapshot confirms the choice against production and the baseline.",
     )
     promotion_margin: float = _setting(
         "MRI_PROMOTION_MARGIN",
         0.0,
         _margin,
-        "The best model replaces production only if it beats it by more than this, on the same test "
-        "snapshot and metric (0: any strict improvement). Keeps production from flapping on noise.",
+        "The chosen model replaces production only if the lower end of the 95% paired-bootstrap "
+        "interval of its gain (same test snapshot and metric) is above this (0: a gain larger than "
+        "chance). Keeps production from flapping on noise.",
+    )
+    bootstrap_resamples: int = _setting(
+        "MRI_BOOTSTRAP_RESAMPLES",
+        2000,
+        _positive_int,
+        "Resamples (within class, seeded) behind every 95% interval: each result's ROC AUC and "
+        "accuracy, and a promotion's gain over production.",
     )
     min_gain_over_baseline: float = _setting(
         "MRI_MIN_GAIN_OVER_BASELINE",
@@ -366,7 +382,8 @@ class Settings:
         ({"learning_rate": 2e-3}, {"learning_rate": 1e-3}),
         _train_sweep,
         "The default sweep of train_model (also its `sweep` param): a JSON list of hyperparameter "
-        "overrides, one fine-tuned model each. Small: `make demo` trains every entry.",
+        'overrides, one fine-tuned model each (`"seeds": [0, 1, 2]` in an entry: one per seed, and their '
+        "spread). Small: `make demo` trains every entry.",
     )
     training_pool: str = _setting(
         "MRI_TRAINING_POOL",
@@ -382,9 +399,10 @@ class Settings:
     )
     torch_threads: int = _setting(
         "MRI_TORCH_THREADS",
-        0,
+        2,
         _whole_number,
-        "Threads torch uses in a training or evaluation task; 0: torch's default (one per core).",
+        "Threads torch uses in a training or evaluation task, pinned because the thread count changes "
+        "a run's numbers from its first epoch (recorded in mri_model.json); 0: torch's default (one per core).",
     )
     evaluations_dir: str = _setting(
         "MRI_EVALUATIONS_DIR",

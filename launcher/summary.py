@@ -16,7 +16,7 @@ from include.wiring.datasets import SPLITS
 
 log = logging.getLogger("launcher.summary")
 
-METRICS = ("roc_auc", "accuracy", "f1", "loss")
+METRICS = ("roc_auc", "accuracy", "f1", "balanced_accuracy", "brier", "loss")
 
 
 def build_summary(counts: dict[str, Counter], until: str, wall_seconds: float) -> dict:
@@ -82,20 +82,28 @@ def latest_gate(db: RegistryDatabase, split: str) -> dict | None:
 
 def result_of(db: RegistryDatabase, which: str, snapshot: str | None, parameters: tuple = ()) -> dict | None:
     """The newest result on ``snapshot`` of the model(s) ``which`` selects (a code constant): the
-    latest baseline, or the production model's latest evaluation."""
+    latest baseline, or the production model's latest evaluation; with the 95% intervals of its ROC
+    AUC and accuracy and the validation ROC AUC its sweep chose it by (None for a baseline)."""
     if snapshot is None:
         return None
-    rows = db.fetch_all(
-        "SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss, r.roc_png FROM model_results r "
+    rows = db.fetch_records(
+        "SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss, r.balanced_accuracy, r.brier, r.roc_auc_low, "
+        "r.roc_auc_high, r.accuracy_low, r.accuracy_high, m.val_roc_auc, r.roc_png FROM model_results r "
         f"JOIN models m ON m.model_id = r.model_id WHERE {which} AND r.test_snapshot = {db.placeholder} "
         "ORDER BY r.evaluated_at DESC, r.result_id DESC LIMIT 1",
         (*parameters, snapshot),
     )
     if not rows:
         return None
-    model_id, *values, roc_png = rows[0]
-    metrics = {k: round(v, 4) if v is not None else None for k, v in zip(METRICS, values, strict=True)}
-    return {"model_id": model_id, **metrics, "roc_png": roc_png}
+    row = {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[0].items()}
+    return {
+        "model_id": row["model_id"],
+        **{name: row[name] for name in METRICS},
+        "roc_auc_interval": [row["roc_auc_low"], row["roc_auc_high"]],
+        "accuracy_interval": [row["accuracy_low"], row["accuracy_high"]],
+        "validation_roc_auc": row["val_roc_auc"],
+        "roc_png": row["roc_png"],
+    }
 
 
 def latest_decision(db: RegistryDatabase) -> dict | None:
@@ -135,6 +143,16 @@ def print_summary(summary: dict, previous: Path) -> None:
         result = summary.get(name)
         if result:
             log.info("  %-10s %s: %s", name, result["model_id"], ", ".join(f"{k} {result[k]}" for k in METRICS))
+            low, high = result["roc_auc_interval"]
+            chosen = result["validation_roc_auc"]
+            log.info(
+                "  %-10s test ROC AUC %s, 95%% interval [%s, %s]%s",
+                "",
+                result["roc_auc"],
+                low,
+                high,
+                f"; chosen on validation ROC AUC {chosen}" if chosen is not None else "",
+            )
     log.info("  production model: %s (bundle %s)", summary["promoted_model"], summary["bundle"])
     log.info("  ROC curve: %s", summary["roc_png"])
     if summary.get("ui"):

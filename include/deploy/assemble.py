@@ -13,7 +13,7 @@ from include.config import settings
 from include.db import RegistryDatabase
 from include.deploy.decision import Decision, PromotionError
 from include.deploy.model_card import CONFUSION_FILE, MODEL_CARD, ROC_FILE, model_card
-from include.ml import METRIC_NAMES
+from include.ml import INTERVAL_METRICS, METRIC_NAMES
 from include.ml.bundle import DEPLOYMENT_FILE, label_names, missing_files
 
 # What a bundle holds beyond the model's own save_pretrained directory (weights, config.json with
@@ -94,7 +94,14 @@ def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release:
     evaluation = {
         "result_id": result["result_id"],
         "test_snapshot": result["test_snapshot"],
-        "metrics": {name: result[name] for name in METRIC_NAMES},
+        "metrics": {name: result[name] for name in (*METRIC_NAMES, "balanced_accuracy", "brier")},
+        # 95% bootstrap intervals (NULL in results from before migration 0009).
+        "intervals": {
+            name: [result[f"{name}_low"], result[f"{name}_high"]]
+            for name in INTERVAL_METRICS
+            if result[f"{name}_low"] is not None
+        },
+        "resamples": result["resamples"],
         "confusion_matrix": json.loads(result["confusion_matrix_json"]),
         "evaluated_at": str(result["evaluated_at"]),
         "images": result["images"],
@@ -114,6 +121,9 @@ def build_bundle(db: RegistryDatabase, decision: Decision, run_id: str, release:
         "margin": decision.margin,
         "previous_model_id": decision.previous_model_id,
         "previous_value": decision.previous_value,
+        "validation_value": decision.validation_value,
+        "gain": [decision.gain, decision.gain_low, decision.gain_high] if decision.gain is not None else None,
+        "gain_resamples": decision.gain_resamples,
         "test_snapshot": decision.test_snapshot,
         "train_snapshot": model["train_snapshot"],
         "labels": labels,

@@ -37,12 +37,14 @@ def build_deploy_dag(doc_md: str) -> DAG:
             from include.db import get_database
             from include.deploy.decision import decide
             from include.deploy.promotion import production_model_id, record_decision
+            from include.ml.evaluate import paired_gain_of
             from include.training.records import latest_result
 
             db = get_database()
             rows = ranking.to_dict("records")
             # The untrained baseline on the ranking's snapshot (one snapshot: the latest gated one).
-            baseline = latest_result(db, "baseline", rows[0]["test_snapshot"]) if rows else None
+            snapshots = {row["test_snapshot"] for row in rows if isinstance(row["test_snapshot"], str)}
+            baseline = latest_result(db, "baseline", snapshots.pop()) if snapshots else None
             decision = decide(
                 rows,
                 production_model_id(db),
@@ -50,6 +52,14 @@ def build_deploy_dag(doc_md: str) -> DAG:
                 cfg.promotion_margin,
                 baseline=baseline,
                 min_gain_over_baseline=cfg.min_gain_over_baseline,
+                compare=lambda winner, production: paired_gain_of(
+                    winner["predictions"],
+                    production["predictions"],
+                    cfg.labels,
+                    cfg.selection_metric,
+                    cfg.bootstrap_resamples,
+                    cfg.evaluations_dir,
+                ),
             )
             log.info("%s: %s", "PROMOTE" if decision.promote else "KEEP", decision.reason)
             if not decision.promote:

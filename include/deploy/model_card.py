@@ -21,10 +21,14 @@ TEMPLATE = """---
 Brain MRI slice classifier ({{ d.labels | join(", ") }}), promoted to production by `deploy_best_model` \
 at {{ d.promoted_at }} (run `{{ d.run_id }}`, release `{{ d.release }}`).
 
-Selected by **{{ d.metric }}** = {{ "%.4f" | format(d.value) }} on the gated test snapshot; \
+Chosen within its sweep by validation **{{ d.metric }}**\
+{% if d.validation_value is not none %} = {{ "%.4f" | format(d.validation_value) }}{% endif %}; \
+{{ d.metric }} = {{ "%.4f" | format(d.value) }} on the gated test snapshot; \
 {% if d.previous_model_id and d.previous_value is not none -%}
-it replaced `{{ d.previous_model_id }}` ({{ "%.4f" | format(d.previous_value) }} on the same snapshot, \
-margin {{ d.margin }}).
+it replaced `{{ d.previous_model_id }}` ({{ "%.4f" | format(d.previous_value) }} on the same snapshot\
+{% if d.gain %}: gain {{ "%+.4f" | format(d.gain[0]) }}, 95% interval \
+[{{ "%+.4f" | format(d.gain[1]) }}, {{ "%+.4f" | format(d.gain[2]) }}] from {{ d.gain_resamples }} paired \
+resamples{% endif %}; margin {{ d.margin }}).
 {%- else -%}
 it is the first production model.
 {%- endif %}
@@ -49,11 +53,16 @@ Hyperparameters:
 
 ## Metrics on the test snapshot
 
-| metric | value |
-|---|---:|
+| metric | value | 95% interval |
+|---|---:|---|
 {% for name, value in evaluation.metrics.items() -%}
-| {{ name }} | {{ "-" if value is none else "%.4f" | format(value) }} |
+| {{ name }} | {{ "-" if value is none else "%.4f" | format(value) }} | \
+{% if name in evaluation.intervals %}{{ "%.4f" | format(evaluation.intervals[name][0]) }} to \
+{{ "%.4f" | format(evaluation.intervals[name][1]) }}{% endif %} |
 {% endfor %}
+{%- if evaluation.resamples %}
+Intervals: percentile bootstrap, {{ evaluation.resamples }} resamples within class.
+{% endif %}
 Confusion matrix (rows: true label, columns: predicted):
 
 | | {{ d.labels | join(" | ") }} |

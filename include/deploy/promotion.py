@@ -52,6 +52,11 @@ PROMOTION_COLUMNS = (
     "baseline_model_id",
     "baseline_value",
     "min_gain_over_baseline",
+    "candidate_validation_value",
+    "gain",
+    "gain_low",
+    "gain_high",
+    "gain_resamples",
 )
 # Named points inside :func:`promote` where a checkpoint callback runs; tests raise there to prove
 # that a crash at each point leaves the previous production intact.
@@ -87,6 +92,11 @@ def _promotion_row(run_id: str, decision: Decision, release: str | None) -> tupl
         d.baseline_model_id,
         d.baseline_value,
         d.min_gain_over_baseline,
+        d.validation_value,
+        d.gain,
+        d.gain_low,
+        d.gain_high,
+        d.gain_resamples,
     )
 
 

@@ -6,7 +6,8 @@ checks ``sys.modules``), so it runs the same from a task, a notebook, a benchmar
 - ``hyperparameters``: the frozen ``TrainConfig``, checked when built from JSON.
 - ``data``: images as tensors (processed once), light augmentation, seeded batches.
 - ``train``: the fine-tuning loop, ``train_and_save`` (what the fine-tune operator calls), ``build_baseline``.
-- ``metrics``: loss, accuracy, precision, recall, F1, ROC AUC on probabilities, the pictures.
+- ``metrics``: loss, accuracy, precision, recall, F1, ROC AUC, balanced accuracy, Brier on probabilities, the pictures.
+- ``bootstrap``: 95% intervals of a metric, and the paired gain of one model over another on the same images.
 - ``evaluate``: a model on a set of images, through ``predict``; ``evaluate_bundle`` (what the evaluate operator calls).
 - ``predict``: ``open_image`` and ``predict_proba``, what evaluation and serving both call.
 - ``bundle``: ``save_model`` / ``load_model`` (save_pretrained layout plus ``mri_model.json``).
@@ -20,3 +21,5 @@ so parsing a DAG never loads them.
 METRIC_NAMES = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")
 # The ones a model can be selected by (higher is better: all but the loss), in the order messages list them.
 SELECTION_METRICS = ("roc_auc", "f1", "accuracy", "precision", "recall")
+# The metrics every evaluation gives a 95% bootstrap interval for (model_results.<name>_low, _high).
+INTERVAL_METRICS = ("roc_auc", "accuracy")

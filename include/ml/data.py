@@ -106,17 +106,29 @@ def to_tensor(processor: Any, images: list[Image.Image], chunk: int = 64) -> tor
     return torch.cat([pixel_values(processor, images[i : i + chunk]) for i in range(0, len(images), chunk)])
 
 
-def stratified_split(targets: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation): ``fraction`` of each class, at least one where it has two."""
-    rng = np.random.default_rng(seed)
+def validation_split(
+    keys: Sequence[str], targets: Sequence[int], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): an image is held out when a hash of ``seed`` and its key (its
+    SHA-256) falls below ``fraction``, so adding images never moves the others between the two.
+    Per class, at least one is held out and one trained on where it has two (the lowest and highest
+    hashes decide).
+    """
     targets = np.asarray(targets)
-    train, validation = [], []
-    for cls in np.unique(targets):
-        members = rng.permutation(np.flatnonzero(targets == cls))
-        take = min(len(members) - 1, max(1, round(fraction * len(members)))) if fraction > 0 else 0
-        validation.extend(members[:take])
-        train.extend(members[take:])
-    return np.sort(np.array(train, dtype=int)), np.sort(np.array(validation, dtype=int))
+    draws = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") for key in keys])
+    held = draws < fraction * 2.0**64
+    if fraction > 0:
+        for cls in np.unique(targets):
+            members = np.flatnonzero(targets == cls)
+            order = members[np.argsort(draws[members], kind="stable")]
+            if len(members) < 2:
+                held[members] = False
+                continue
+            if not held[members].any():
+                held[order[0]] = True
+            if held[members].all():
+                held[order[-1]] = False
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def augment(

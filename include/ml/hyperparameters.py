@@ -57,3 +57,49 @@ class TrainConfig:
         if not 0 <= config.validation_fraction < 1:
             raise ValueError(f"{where}: validation_fraction={config.validation_fraction} must be in [0, 1).")
         return config
+
+
+def expand_seeds(sweep: list[dict], where: str) -> list[dict]:
+    """The sweep with one entry per seed: an entry naming ``seeds`` (a list of whole numbers) becomes
+    one fine-tune per seed, the same hyperparameters with ``seed`` set, so the spread over seeds can
+    be measured (``seed_spread``). An entry without ``seeds`` is kept as it is."""
+    expanded = []
+    for number, entry in enumerate(sweep):
+        seeds = entry.get("seeds")
+        if seeds is None:
+            expanded.append(entry)
+            continue
+        if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)) or "seed" in entry:
+            raise ValueError(
+                f"{where} entry {number}: seeds={seeds!r} should be a non-empty list of whole numbers, "
+                "without a seed beside it."
+            )
+        rest = {name: value for name, value in entry.items() if name != "seeds"}
+        expanded.extend({**rest, "seed": seed} for seed in seeds)
+    return expanded
+
+
+def seed_spread(results: list[dict], metric: str = "roc_auc") -> list[dict]:
+    """Per set of hyperparameters trained with several seeds: the seeds, and the mean and standard
+    deviation of the validation ``metric`` over them (``results``: what the fine-tunes returned)."""
+    groups: dict[str, list[dict]] = {}
+    for result in results:
+        same = {name: value for name, value in result["hyperparameters"].items() if name != "seed"}
+        groups.setdefault(repr(sorted(same.items())), []).append(result)
+    spread = []
+    for members in groups.values():
+        values = [m["validation"].get(metric) for m in members if m["validation"].get(metric) is not None]
+        if len(members) < 2 or len(values) < 2:
+            continue
+        mean = sum(values) / len(values)
+        sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        spread.append(
+            {
+                "hyperparameters": {k: v for k, v in members[0]["hyperparameters"].items() if k != "seed"},
+                "seeds": [m["hyperparameters"]["seed"] for m in members],
+                "metric": metric,
+                "mean": mean,
+                "sd": sd,
+            }
+        )
+    return spread

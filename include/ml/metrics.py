@@ -2,8 +2,10 @@
 
 ROC AUC is computed on probabilities, never on hard 0/1 predictions: one-vs-rest, macro-averaged,
 for N classes, and None unless every class is present. Precision, recall and F1 are of the
-positive class (index 1) for two classes, macro-averaged for more. The loss is the mean
-cross-entropy. Probabilities with NaN are an error (a diverged or damaged model), never a score.
+positive class (index 1) for two classes, macro-averaged for more; ``per_class`` gives each class's
+own and ``balanced_accuracy`` the mean recall, which no label order changes. The loss is the mean
+cross-entropy, ``brier`` the mean squared error of the probabilities (calibration: 0 is perfect).
+Probabilities with NaN are an error (a diverged or damaged model), never a score.
 """
 
 from __future__ import annotations
@@ -75,8 +77,24 @@ def confusion_matrix(targets: Sequence[int], predictions: Sequence[int], num_lab
     return sk.confusion_matrix(targets, predictions, labels=range(num_labels))
 
 
+def precision_recall_f1(targets: Sequence[int], predictions: Sequence[int], num_labels: int) -> tuple[float, ...]:
+    """Precision, recall and F1 of class 1 for two classes, macro-averaged for more; zeros with no image."""
+    if not len(targets):
+        return 0.0, 0.0, 0.0
+    precision, recall, f1, _ = sk.precision_recall_fscore_support(
+        targets,
+        predictions,
+        labels=range(num_labels),
+        pos_label=1,
+        average="binary" if num_labels == 2 else "macro",
+        zero_division=0,
+    )
+    return float(precision), float(recall), float(f1)
+
+
 def classification_metrics(targets: Sequence[int], probabilities: np.ndarray) -> dict:
-    """loss, accuracy, precision, recall, f1, roc_auc, confusion_matrix (a list of lists).
+    """loss, accuracy, precision, recall, f1, roc_auc, balanced_accuracy, brier, per_class (one dict of
+    precision, recall, f1 and images per class, in label order), confusion_matrix (a list of lists).
 
     :param targets: the true class index of each image.
     :param probabilities: (n, num_labels) softmax outputs.
@@ -86,24 +104,31 @@ def classification_metrics(targets: Sequence[int], probabilities: np.ndarray) ->
     probabilities = checked_probabilities(probabilities)
     num_labels = probabilities.shape[1]
     predictions = probabilities.argmax(axis=1)
-    precision = recall = f1 = 0.0
+    precision, recall, f1 = precision_recall_f1(targets, predictions, num_labels)
+    per_class = [{"precision": 0.0, "recall": 0.0, "f1": 0.0, "images": 0} for _ in range(num_labels)]
     if len(targets):
-        precision, recall, f1, _ = sk.precision_recall_fscore_support(
-            targets,
-            predictions,
-            labels=range(num_labels),
-            pos_label=1,
-            average="binary" if num_labels == 2 else "macro",
-            zero_division=0,
+        columns = sk.precision_recall_fscore_support(
+            targets, predictions, labels=range(num_labels), average=None, zero_division=0
         )
+        per_class = [
+            {"precision": float(p), "recall": float(r), "f1": float(f), "images": int(n)}
+            for p, r, f, n in zip(*columns, strict=True)
+        ]
+    present = [c["recall"] for c in per_class if c["images"]]
     picked = probabilities[np.arange(len(targets)), targets]
     return {
         "loss": float(-np.log(np.clip(picked, EPSILON, 1.0)).mean()) if len(targets) else None,
         "accuracy": float((predictions == targets).mean()) if len(targets) else 0.0,
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
         "roc_auc": roc_auc(targets, probabilities),
+        # The mean recall of the classes present (sklearn's balanced_accuracy_score, without its warning).
+        "balanced_accuracy": float(np.mean(present)) if present else None,
+        "brier": float(((probabilities - np.eye(num_labels)[targets]) ** 2).sum(axis=1).mean())
+        if len(targets)
+        else None,
+        "per_class": per_class,
         "confusion_matrix": confusion_matrix(targets, predictions, num_labels).tolist(),
     }
 

@@ -22,10 +22,11 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from include.ml import METRIC_NAMES
 from include.ml.bundle import save_model
-from include.ml.data import augment, read_images, stratified_split, to_tensor
+from include.ml.data import augment, read_images, to_tensor, validation_split
 from include.ml.hyperparameters import TrainConfig
-from include.ml.metrics import roc_auc
+from include.ml.metrics import classification_metrics
 from include.ml.source import load_base_model
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 class TrainResult(NamedTuple):
     history: list[dict]  # one entry per epoch
     best_epoch: int
-    validation: dict  # the kept epoch's validation loss and ROC AUC (empty without a validation split)
+    validation: dict  # the kept epoch's validation metrics, METRIC_NAMES (empty without a validation split)
     seconds: float
     images_per_second: float
 
@@ -58,11 +59,19 @@ def _validate(model: Any, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> 
     loss = float(F.cross_entropy(logits.float(), y))
     if not math.isfinite(loss):  # the caller stops the run: no score is read from NaN outputs
         return {"loss": loss, "roc_auc": None}
-    probabilities = torch.softmax(logits.float(), dim=-1).numpy()
-    return {"loss": loss, "roc_auc": roc_auc(y.numpy(), probabilities)}
+    metrics = classification_metrics(y.numpy(), torch.softmax(logits.float(), dim=-1).numpy())
+    # Every metric a sweep can be ranked by; the loss as the run minimises it (unclipped).
+    return {**{name: metrics[name] for name in METRIC_NAMES}, "loss": loss}
 
 
-def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], config: TrainConfig) -> TrainResult:
+def fine_tune(
+    model: Any,
+    processor: Any,
+    images: list,
+    targets: Sequence[int],
+    config: TrainConfig,
+    keys: Sequence[str] | None = None,
+) -> TrainResult:
     """Train ``model`` in place on ``images`` (RGB PIL images) with class indices ``targets``.
 
     :param model: a ``*ForImageClassification`` model whose head has one output per class.
@@ -70,12 +79,14 @@ def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], 
     :param images: the training images, decoded (see ``predict.open_image``).
     :param targets: the class index of each image.
     :param config: the hyperparameters.
+    :param keys: each image's SHA-256, which decides the validation holdout (default: its position).
     """
     # -- data: processed once; the held-out part picks the epoch to keep
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     x_all, y_all = to_tensor(processor, images), torch.as_tensor(list(targets), dtype=torch.long)
-    train_idx, val_idx = stratified_split(targets, config.validation_fraction, config.seed)
+    keys = list(keys) if keys is not None else [str(i) for i in range(len(images))]
+    train_idx, val_idx = validation_split(keys, targets, config.validation_fraction, config.seed)
     x, y = x_all[train_idx], y_all[train_idx]
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     log.info("Training on %s images, validating on %s; %s", len(x), len(x_val), config)
@@ -91,7 +102,7 @@ def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], 
     warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
 
     # -- loop
-    history, best, best_state, step, start = [], None, None, 0, time.perf_counter()
+    history, best, best_state, kept_validation, step, start = [], None, None, {}, 0, time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
         epoch_start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
@@ -158,6 +169,7 @@ def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], 
             score = (validation["roc_auc"] if validation["roc_auc"] is not None else -1.0, -validation["loss"])
             if best is None or score > best[0]:
                 best, best_state = (score, epoch), copy.deepcopy(model.state_dict())
+                kept_validation = validation
             elif config.patience and epoch - best[1] >= config.patience:
                 log.info("No better validation score for %s epochs: stopping after epoch %s", config.patience, epoch)
                 break
@@ -174,7 +186,7 @@ def fine_tune(model: Any, processor: Any, images: list, targets: Sequence[int], 
     return TrainResult(
         history,
         best_epoch,
-        {"loss": kept["val_loss"], "roc_auc": kept["val_roc_auc"]} if len(x_val) else {},
+        kept_validation,
         seconds,
         images / seconds,
     )
@@ -206,7 +218,8 @@ def train_and_save(
     """
     data = read_images(items, read, labels)
     base = load_base_model(source, labels, config.image_size, production_dir, seed=config.seed)
-    result = fine_tune(base.model, base.processor, data.images, data.targets, config)
+    keys = [item[2] if len(item) > 2 else item[0] for item in items]
+    result = fine_tune(base.model, base.processor, data.images, data.targets, config, keys)
     summary = {
         "base_model": base.description,
         "hyperparameters": dataclasses.asdict(config),
@@ -217,6 +230,8 @@ def train_and_save(
         "images_per_second": round(result.images_per_second, 1),
         "train_images": len(items),
         "label_counts": {label: data.targets.count(i) for i, label in enumerate(labels)},
+        # The numbers depend on it from the first epoch (the library versions are in `libraries`).
+        "torch_threads": torch.get_num_threads(),
     }
     save_model(base.model, base.processor, directory, {**metadata, **summary, "history": result.history})
     return {**summary, "path": str(directory)}

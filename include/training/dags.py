@@ -50,7 +50,8 @@ def build_train_model_dag(doc_md: str) -> DAG:
                 list(cfg.train_sweep),
                 type="array",
                 description="One fine-tuned model per entry: overrides of the base hyperparameters "
-                "(MRI_TRAIN_EPOCHS, ...), names of include.ml.hyperparameters.TrainConfig.",
+                "(MRI_TRAIN_EPOCHS, ...), names of include.ml.hyperparameters.TrainConfig; an entry "
+                'with "seeds": [0, 1, 2] trains one model per seed and reports their spread.',
             )
         },
     )
@@ -61,13 +62,16 @@ def build_train_model_dag(doc_md: str) -> DAG:
             gated train snapshot: its members go to the storage for the fine-tunes (which open no
             registry), so a retry trains on the same images even after a newer snapshot passed its gate."""
             from include.db import get_database
-            from include.ml.hyperparameters import TrainConfig
+            from include.ml.hyperparameters import TrainConfig, expand_seeds
             from include.registry.snapshots import passed_snapshot
             from include.storage import get_storage
             from include.training.members import write_members
             from include.training.records import base_hyperparameters
 
-            sweep = context["params"]["sweep"]
+            try:
+                sweep = expand_seeds(context["params"]["sweep"], "train_model sweep")
+            except ValueError as err:
+                raise AirflowFailException(str(err)) from None
             for number, entry in enumerate(sweep):
                 TrainConfig.from_dict({**base_hyperparameters(cfg), **entry}, f"train_model sweep entry {number}")
             snapshot = passed_snapshot(get_database(), "train")
@@ -118,6 +122,7 @@ def build_train_model_dag(doc_md: str) -> DAG:
                     r["path"],
                     r["role"],
                     r["run_id"],
+                    r["validation"],
                 )
             log.info("Recorded %s models: %s", len(results), [r["model_id"] for r in results])
             return [r["model_id"] for r in results]
@@ -129,18 +134,26 @@ def build_train_model_dag(doc_md: str) -> DAG:
         )
         def publish_models(results: list[dict]) -> dict:
             """Runs after every model of the sweep is saved and recorded: evaluation may start."""
+            from include.ml.hyperparameters import seed_spread
+
             results = list(results)
             lines = [
-                f"{r['model_id']} (lr {r['hyperparameters']['learning_rate']}, {r['epochs_run']} epochs): "
-                f"validation ROC AUC {r['validation'].get('roc_auc')}"
+                f"{r['model_id']} (lr {r['hyperparameters']['learning_rate']}, seed {r['hyperparameters']['seed']}, "
+                f"{r['epochs_run']} epochs): validation ROC AUC {r['validation'].get('roc_auc')}"
                 for r in results
             ]
+            spread = seed_spread(results)
             message = (
                 f"{len(results)} fine-tuned models on train snapshot {results[0]['train_snapshot'][:12]}: "
                 + "; ".join(lines)
+                + "".join(
+                    f" | seeds {s['seeds']} of lr {s['hyperparameters']['learning_rate']}: validation ROC AUC "
+                    f"mean {s['mean']:.4f}, sd {s['sd']:.4f}"
+                    for s in spread
+                )
             )
             log.info("%s", message)
-            return {"models": [r["model_id"] for r in results], "message": message}
+            return {"models": [r["model_id"] for r in results], "seed_spread": spread, "message": message}
 
         apply_db_migrations() >> plan
         record_models(fine_tune.output) >> publish_models(fine_tune.output)

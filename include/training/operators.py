@@ -243,7 +243,9 @@ class EvaluateImageClassifierOperator(BaseOperator):
         _limit_threads()
         title = f"{self.model_id} ({role})\ntest snapshot {snapshot.snapshot_id[:12]}"
         try:
-            evaluation = evaluate_bundle(Path(path), items, read, out_dir, title, settings().labels)
+            evaluation = evaluate_bundle(
+                Path(path), items, read, out_dir, title, settings().labels, settings().bootstrap_resamples
+            )
         except (ContentChanged, LabelMismatch, BundleError) as err:
             # A changed file, a model of other labels, a damaged bundle: a retry fails the same way.
             raise AirflowFailException(str(err)) from None

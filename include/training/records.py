@@ -19,7 +19,19 @@ from include.ml import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
-MODEL_COLUMNS = ("model_id", "base_model", "hyperparameters", "train_snapshot", "path", "stage", "role", "run_id")
+# The kept epoch's validation metrics, one column each (migration 0009): what a sweep is ranked by.
+VALIDATION_COLUMNS = tuple(f"val_{name}" for name in METRIC_NAMES)
+MODEL_COLUMNS = (
+    "model_id",
+    "base_model",
+    "hyperparameters",
+    "train_snapshot",
+    "path",
+    "stage",
+    "role",
+    "run_id",
+    *VALIDATION_COLUMNS,
+)
 RESULT_COLUMNS = (
     "result_id",
     "model_id",
@@ -30,6 +42,15 @@ RESULT_COLUMNS = (
     "images",
     "roc_png",
     "confusion_png",
+    "balanced_accuracy",
+    "brier",
+    "per_class",
+    "roc_auc_low",
+    "roc_auc_high",
+    "accuracy_low",
+    "accuracy_high",
+    "resamples",
+    "predictions",
 )
 ROLES = ("baseline", "fine_tuned")
 # What a fine-tune returns besides its ids and path (from its bundle's mri_model.json).
@@ -62,8 +83,12 @@ def record_model(
     path: str,
     role: str,
     run_id: str,
+    validation: dict | None = None,
 ) -> None:
-    """Add the ``models`` row of a saved bundle (stage ``candidate``); a retry adds nothing."""
+    """Add the ``models`` row of a saved bundle (stage ``candidate``); a retry adds nothing.
+
+    :param validation: the kept epoch's validation metrics (names of METRIC_NAMES; a baseline has none).
+    """
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
     row = (
@@ -75,6 +100,7 @@ def record_model(
         "candidate",
         role,
         run_id,
+        *((validation or {}).get(name) for name in METRIC_NAMES),
     )
     with db.transaction() as cursor:
         db.insert_new_rows(cursor, "models", MODEL_COLUMNS, "model_id", [row])
@@ -85,6 +111,12 @@ def record_result(
 ) -> None:
     """Append one evaluation to ``model_results``; a retry of the same run adds nothing."""
     metrics = [evaluation[name] for name in METRIC_NAMES]
+    intervals = evaluation["intervals"]
+
+    def bound(metric: str, end: str) -> float | None:
+        return intervals[metric][end] if intervals.get(metric) else None
+
+    resamples = [i["resamples"] for i in intervals.values() if i]
     row = (
         result_id,
         model_id,
@@ -95,6 +127,15 @@ def record_result(
         evaluation["images"],
         evaluation["roc_png"],
         evaluation["confusion_png"],
+        evaluation["balanced_accuracy"],
+        evaluation["brier"],
+        json.dumps(evaluation["per_class"]),
+        bound("roc_auc", "low"),
+        bound("roc_auc", "high"),
+        bound("accuracy", "low"),
+        bound("accuracy", "high"),
+        min(resamples) if resamples else None,
+        evaluation["predictions"],
     )
     with db.transaction() as cursor:
         db.insert_new_rows(cursor, "model_results", RESULT_COLUMNS, "result_id", [row])

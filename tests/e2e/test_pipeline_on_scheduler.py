@@ -100,6 +100,10 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     gain = summary["fine_tuned"]["roc_auc"] - summary["baseline"]["roc_auc"]
     promoted = gain >= settings().min_gain_over_baseline
     assert summary["promoted_model"] == (summary["fine_tuned"]["model_id"] if promoted else None)
+    # Each test score comes with its 95% bootstrap interval.
+    for result in (summary["fine_tuned"], summary["baseline"]):
+        low, high = result["roc_auc_interval"]
+        assert low <= result["roc_auc"] <= high
     assert (tmp_path / "production" / "current").is_dir() == promoted
     [(reason,)] = get_database().fetch_all("SELECT reason FROM promotions ORDER BY decided_at DESC LIMIT 1")
     assert promoted or "does not beat the baseline" in reason, reason

@@ -1,15 +1,21 @@
 """The Postgres profile: Airflow's metadata and the registry on a real PostgreSQL, LocalExecutor with
-parallelism 4. The same DAGs, one variable changed, and the mapped writers really run at once."""
+parallelism 4. The same DAGs, one variable changed, and the mapped writers really run at once.
+
+In the 2.11 session only: on 3.3 the Celery profile (tests/e2e/test_celery_profile.py) runs the
+same Postgres metadata and registry with concurrent mapped writers, and CI's budget is 45 minutes
+for both majors."""
 
 import os
 import subprocess
 import sys
 
 import psycopg2
+import pytest
 
 from tests.support.concurrency import most_at_once
 
 
+@pytest.mark.airflow_session("2")
 def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_server, tmp_path):
     meta_url = postgres_server.url.rsplit("/", 1)[0] + "/airflow_meta"
     admin = psycopg2.connect(postgres_server.url)

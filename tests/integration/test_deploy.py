@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ from include.deploy.decision import Decision, PromotionError, decide
 from include.deploy.model_card import MODEL_CARD
 from include.deploy.promotion import CHECKPOINTS, production_model_id, promote, reconcile
 from include.deploy.releases import LocalBundles
+from include.ml.bootstrap import Interval
+from include.ml.evaluate import PREDICTIONS_FILE
 from include.storage import get_storage
 from include.wiring.datasets import MODEL_DEPLOYED
 from tests.support.metadata import dataset_events, register, run_task_again, xcom_value
@@ -73,7 +76,11 @@ def insert(db, table: str, row: dict) -> None:
         )
 
 
-def add_model(db, model_id: str, path, created: int, role: str = "fine_tuned") -> None:
+def add_model(
+    db, model_id: str, path, created: int, role: str = "fine_tuned", sweep: str | None = None, **validation
+) -> None:
+    """A models row; ``sweep`` is the train_model run (default: a sweep of its own), ``validation``
+    its val_<metric> values (val_roc_auc=0.9, ...)."""
     insert(
         db,
         "models",
@@ -86,8 +93,48 @@ def add_model(db, model_id: str, path, created: int, role: str = "fine_tuned") -
             "stage": "candidate",
             "created_at": T0 + timedelta(hours=created),
             "role": role,
+            "run_id": sweep or f"sweep-{model_id}",
+            **validation,
         },
     )
+
+
+# Each result's per-image probabilities, on 20 test images per class (keys k0..k39).
+PER_CLASS = 20
+
+
+def predictions_with_auc(roc_auc: float) -> tuple[list[int], np.ndarray]:
+    """Targets and probabilities whose ROC AUC is ``roc_auc`` (to 1/400): the same per-image noise for
+    every model, the classes pulled apart by as much as it takes, so a model with a higher AUC is
+    better on the same images, as a better fine-tune is."""
+    targets = np.repeat([0, 1], PER_CLASS)
+    noise = np.random.default_rng(0).normal(size=len(targets))
+    low, high = -10.0, 10.0
+    for _ in range(60):  # the smallest separation reaching roc_auc
+        middle = (low + high) / 2
+        low, high = (middle, high) if roc_auc_of(targets, noise + middle * targets) < roc_auc - 1e-9 else (low, middle)
+    positive = 1 / (1 + np.exp(-(noise + high * targets)))
+    return targets.tolist(), np.stack([1 - positive, positive], axis=1)
+
+
+def roc_auc_of(targets: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.mean(scores[targets == 1][:, None] > scores[targets == 0][None, :]))
+
+
+def write_predictions(result_id: str, roc_auc: float) -> str:
+    """A predictions.json as the evaluation writes it, in MRI_EVALUATIONS_DIR."""
+    targets, probabilities = predictions_with_auc(roc_auc)
+    labels = list(settings().labels)
+    path = Path(settings().evaluations_dir) / result_id / PREDICTIONS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "labels": labels,
+        "keys": [f"k{i}" for i in range(len(targets))],
+        "targets": [labels[t] for t in targets],
+        "probabilities": probabilities.tolist(),
+    }
+    path.write_text(json.dumps(record))
+    return str(path)
 
 
 def roc_png(tmp_path, name: str) -> str:
@@ -114,7 +161,8 @@ def add_result(db, result_id: str, model_id: str, snapshot: str, roc_auc: float,
             "roc_auc": roc_auc,
             "confusion_matrix": json.dumps([[4, 1], [1, 4]]),
             "evaluated_at": T0 + timedelta(days=1, hours=at),
-            "images": 10,
+            "images": 2 * PER_CLASS,
+            "predictions": write_predictions(result_id, roc_auc),
             **more,
         },
     )
@@ -166,57 +214,82 @@ def served(tmp_path) -> str | None:
     return (LocalBundles(tmp_path / "production").deployment() or {}).get("model_id")
 
 
-def three_models_on_two_snapshots(db, model_dirs, tmp_path) -> None:
-    """m-a wins on the old snapshot and m-z (a baseline) and m-c on snapshots the pick must ignore."""
+def a_sweep_on_two_snapshots(db, model_dirs, tmp_path) -> None:
+    """An older sweep (m-a) and the newest (m-b, m-c, m-d), on a newer gated snapshot, a failed one and
+    an older one the pick must ignore, and a baseline (m-z) that is never a candidate."""
     gate(db, OLD, at=1)
     gate(db, NEW, at=2)
     gate(db, FAILED, at=3, success=False)  # newer, but the gate failed: not comparable data
-    add_model(db, "m-a", model_dirs["m-a"], created=1)
-    add_model(db, "m-b", model_dirs["m-b"], created=2)
-    add_model(db, "m-c", model_dirs["m-c"], created=3)
-    add_model(db, "m-d", model_dirs["m-d"], created=2)  # as old as m-b: model_id breaks that tie
+    add_model(db, "m-a", model_dirs["m-a"], created=1, val_roc_auc=0.99, val_accuracy=0.99)
+    add_model(db, "m-b", model_dirs["m-b"], created=2, sweep="s2", val_roc_auc=0.92, val_accuracy=0.80)
+    add_model(db, "m-c", model_dirs["m-c"], created=3, sweep="s2", val_roc_auc=0.95, val_loss=0.2, val_accuracy=0.9)
+    add_model(db, "m-d", model_dirs["m-d"], created=2, sweep="s2", val_roc_auc=0.95, val_loss=0.3, val_accuracy=0.9)
     add_model(db, "m-z", model_dirs["m-a"], created=0, role="baseline")
     add_result(db, "r1", "m-a", OLD, roc_auc=0.99, f1=0.99, at=1)
     add_result(db, "r2", "m-a", NEW, roc_auc=0.80, f1=0.80, at=2)
-    add_result(db, "r3", "m-b", NEW, roc_auc=0.97, f1=0.85, at=2)  # superseded by r4 on the same snapshot
-    add_result(db, "r4", "m-b", NEW, roc_auc=0.90, f1=0.85, at=3, roc_png=roc_png(tmp_path, "roc-b"))
-    add_result(db, "r5", "m-c", NEW, roc_auc=0.90, f1=0.85, at=2, accuracy=0.95)
-    add_result(db, "r6", "m-d", NEW, roc_auc=0.90, f1=0.85, at=2)
+    add_result(db, "r3", "m-b", NEW, roc_auc=0.97, f1=0.85, at=2)  # the best test score: not what chooses
+    add_result(db, "r4", "m-c", NEW, roc_auc=0.70, f1=0.85, at=2)  # superseded by r5 on the same snapshot
+    add_result(db, "r5", "m-c", NEW, roc_auc=0.90, f1=0.85, at=3, roc_png=roc_png(tmp_path, "roc-c"))
+    add_result(db, "r6", "m-d", NEW, roc_auc=0.91, f1=0.85, at=2, accuracy=0.95)
     add_result(db, "r7", "m-c", FAILED, roc_auc=1.0, f1=1.0, at=4)
     add_result(db, "r8", "m-z", NEW, roc_auc=0.98, f1=0.98, at=2)
-    # The newest baseline result on NEW is what the winner must beat (m-z's 0.98 would win the pick
-    # if baselines were candidates; the gate compares with the latest baseline evaluation).
+    # The newest baseline result on NEW is what the winner must beat (m-z's 0.98 would beat every
+    # model if baselines were candidates; the decision compares with the latest baseline evaluation).
     add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=3, model_id="m-y")
 
 
-def test_pick_uses_the_latest_gated_snapshot_the_metric_and_deterministic_ties(registry, model_dirs, tmp_path):
+def test_the_newest_sweep_is_chosen_on_validation_and_only_its_choice_meets_the_test_snapshot(
+    registry, model_dirs, tmp_path
+):
     db = registry
-    three_models_on_two_snapshots(db, model_dirs, tmp_path)
+    a_sweep_on_two_snapshots(db, model_dirs, tmp_path)
 
     decision, state = run_deploy()
 
-    # Latest result per model on NEW only; the baseline is not a candidate; ties: F1 (equal), then
-    # the older model (m-c is younger), then model_id (m-b before m-d, equally old).
-    assert decision["ranking"] == ["m-b", "m-d", "m-c", "m-a"]
-    assert (decision["model_id"], decision["result_id"], decision["value"]) == ("m-b", "r4", 0.90)
+    # By validation within sweep s2: m-c and m-d tie on ROC AUC, m-c has the lower validation loss;
+    # m-b, the best on test, is last. m-a (an older sweep) and the baseline are not candidates.
+    assert decision["ranking"] == ["m-c", "m-d", "m-b"]
+    assert (decision["model_id"], decision["result_id"], decision["value"]) == ("m-c", "r5", 0.90)
+    assert decision["validation_value"] == 0.95
     assert (decision["test_snapshot"], decision["promote"], state) == (NEW, True, TaskInstanceState.SUCCESS)
-    assert production_model_id(db) == "m-b" == served(tmp_path)
+    assert production_model_id(db) == "m-c" == served(tmp_path)
 
-    again, state = run_deploy()  # the same data: the same pick, and nothing to change
+    again, state = run_deploy()  # the same data: the same choice, and nothing to change
     assert again["ranking"] == decision["ranking"]
     assert (again["promote"], state) == (False, TaskInstanceState.SKIPPED)
-    assert "m-b is in production and still the best" in again["reason"]
+    assert "m-c (chosen on validation roc_auc 0.9500) is in production already" in again["reason"]
+
+
+def test_a_sweep_whose_validation_winner_has_no_test_result_yet_waits_for_it(registry, model_dirs, tmp_path):
+    """A deploy started by another evaluation (the baseline's) while the sweep's are still committing
+    must not promote a runner-up."""
+    db = registry
+    gate(db, NEW, at=1)
+    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=1)
+    add_model(db, "m-a", model_dirs["m-a"], created=1, sweep="s", val_roc_auc=0.90)
+    add_model(db, "m-b", model_dirs["m-b"], created=1, sweep="s", val_roc_auc=0.97)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.95, f1=0.9, at=1)
+
+    waiting, state = run_deploy()
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.93, f1=0.9, at=2)
+    decided, _ = run_deploy()
+
+    assert (waiting["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert waiting["reason"].startswith("m-b, the newest sweep's best by validation roc_auc, has no roc_auc")
+    assert (decided["promote"], decided["model_id"]) == (True, "m-b")
+    assert production_model_id(db) == "m-b" == served(tmp_path)
 
 
 def test_selection_metric_is_a_setting(registry, model_dirs, tmp_path, monkeypatch):
     db = registry
-    three_models_on_two_snapshots(db, model_dirs, tmp_path)
+    a_sweep_on_two_snapshots(db, model_dirs, tmp_path)
     monkeypatch.setenv("MRI_SELECTION_METRIC", "accuracy")
     settings.cache_clear()
 
     decision, _ = run_deploy()
 
-    assert (decision["metric"], decision["ranking"][0], decision["value"]) == ("accuracy", "m-c", 0.95)
+    # Validation accuracy: m-c and m-d tie at 0.9 (m-c's lower loss); the test accuracy is reported.
+    assert (decision["metric"], decision["ranking"], decision["value"]) == ("accuracy", ["m-c", "m-d", "m-b"], 0.8)
     assert production_model_id(db) == "m-c" == served(tmp_path)
 
 
@@ -239,12 +312,13 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     add_result(db, "r3", "m-c", NEW, roc_auc=0.91, f1=0.95, at=3)  # better, but within the margin
     within, _ = run_deploy()
     add_model(db, "m-d", model_dirs["m-d"], created=4)
-    add_result(db, "r4", "m-d", NEW, roc_auc=0.95, f1=0.95, at=4, roc_png=roc_png(tmp_path, "roc-d"))
+    add_result(db, "r4", "m-d", NEW, roc_auc=0.99, f1=0.95, at=4, roc_png=roc_png(tmp_path, "roc-d"))
     better, better_state = run_deploy()
 
     assert (worse["promote"], worse_state) == (False, TaskInstanceState.SKIPPED)
-    assert "m-a is in production and still the best" in worse["reason"]
-    assert not within["promote"] and "does not beat production m-a by more than the margin 0.02" in within["reason"]
+    assert "m-b (chosen on validation roc_auc n/a) does not beat production m-a by more than chance" in worse["reason"]
+    assert not within["promote"] and "lower end must be above MRI_PROMOTION_MARGIN=0.02" in within["reason"]
+    assert within["gain_low"] <= 0.02 < better["gain_low"]
     assert (better["promote"], better_state) == (True, TaskInstanceState.SUCCESS)
     assert stages(db) == {"m-a": "archived", "m-b": "candidate", "m-c": "candidate", "m-d": "production"}
     assert served(tmp_path) == "m-d"
@@ -256,16 +330,17 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     )
     assert [r[:3] for r in rows] == [
         (True, "m-a", None),
-        (False, "m-a", "m-a"),
+        (False, "m-b", "m-a"),
         (False, "m-c", "m-a"),
         (True, "m-d", "m-a"),
     ]
-    assert rows[3][3:6] == (0.95, 0.90, 0.02) and rows[3][6] and rows[1][6] is None
+    assert rows[3][3:6] == (0.99, 0.90, 0.02) and rows[3][6] and rows[1][6] is None
     assert deployed_events() - events_before == 2  # one per promotion, none for the runs that kept production
 
     bundle = tmp_path / "production" / "current"
     card = (bundle / MODEL_CARD).read_text()
-    assert NEW in card and '"epochs": 4' in card and "| roc_auc | 0.9500 |" in card
+    assert NEW in card and '"epochs": 4' in card and "| roc_auc | 0.9900 |" in card
+    assert f"95% interval [{better['gain_low']:+.4f}, {better['gain_high']:+.4f}] from 2000 paired" in card
     assert "![ROC curve](roc.png)" in card and (bundle / "roc.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((bundle / "labels.json").read_text())["labels"] == ["glioma", "meningioma"]
     assert json.loads((bundle / "metrics.json").read_text())["result_id"] == "r4"
@@ -275,13 +350,37 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     assert (bundle.stat().st_mode & 0o777, (bundle / "model.safetensors").stat().st_mode & 0o777) == (0o755, 0o644)
 
 
+def test_a_gain_within_chance_is_not_promoted_and_the_decision_keeps_its_interval(registry, model_dirs, tmp_path):
+    """Margin 0: one more correctly ordered pair in a hundred used to promote; now the gain's paired
+    95% interval must start above 0."""
+    db = registry
+    gate(db, NEW, at=1)
+    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1)
+    run_deploy()
+    add_model(db, "m-b", model_dirs["m-b"], created=2)
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.91, f1=0.9, at=2)
+
+    decision, state = run_deploy()
+
+    assert decision["gain"] > 0 and decision["gain_low"] <= 0 < decision["gain_high"]
+    assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
+    assert "does not beat production m-a by more than chance" in decision["reason"]
+    assert "(2000 paired resamples)" in decision["reason"]
+    assert db.fetch_all(
+        "SELECT promoted, gain, gain_low, gain_high, gain_resamples FROM promotions WHERE candidate_model_id = 'm-b'"
+    ) == [(False, decision["gain"], decision["gain_low"], decision["gain_high"], 2000)]
+    assert production_model_id(db) == "m-a" == served(tmp_path)
+
+
 def test_nothing_evaluated_yet_is_recorded_and_emits_nothing(registry, tmp_path):
     events_before = deployed_events()
 
     decision, state = run_deploy()
 
     assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
-    assert decision["reason"].startswith("No fine-tuned model has a roc_auc on the latest gated test snapshot")
+    assert decision["reason"].startswith("No fine-tuned model of the newest sweep has a roc_auc on the latest gated")
     assert registry.fetch_all("SELECT promoted, candidate_model_id FROM promotions") == [(False, None)]
     assert deployed_events() == events_before and served(tmp_path) is None
 
@@ -317,7 +416,11 @@ def production_with(db, model_dirs, tmp_path) -> tuple[LocalBundles, Decision]:
         {"rank": 1, "model_id": "m-b", "result_id": "r2", "test_snapshot": NEW, "metric_value": 0.9},
         {"rank": 2, "model_id": "m-a", "result_id": "r1", "test_snapshot": NEW, "metric_value": 0.8},
     ]
-    versus_baseline = {"baseline": {"model_id": "m-z", "roc_auc": 0.5}, "min_gain_over_baseline": 0.05}
+    versus_baseline = {
+        "baseline": {"model_id": "m-z", "roc_auc": 0.5},
+        "min_gain_over_baseline": 0.05,
+        "compare": lambda winner, production: Interval(0.1, 0.05, 0.15, 2000),
+    }
     promote(db, decide(rows[1:], None, "roc_auc", 0.0, **versus_baseline), "run-1", bundles)
     return bundles, decide(rows, "m-a", "roc_auc", 0.0, **versus_baseline)
 
@@ -390,6 +493,8 @@ from include.db import get_database
 from include.deploy.decision import Decision
 from include.deploy.promotion import promote
 from include.deploy.releases import LocalBundles
+from include.ml.bootstrap import Interval
+from include.ml.evaluate import PREDICTIONS_FILE
 decision = Decision(**{decision})
 def die(name):
     if name == "bundle_switched":
@@ -635,8 +740,9 @@ def test_a_model_that_does_not_beat_the_untrained_baseline_by_the_gain_is_never_
     better, better_state = run_deploy()
 
     assert (worse["promote"], worse_state) == (False, TaskInstanceState.SKIPPED)
-    assert "m-a does not beat the baseline m-z by 0.05: roc_auc 0.2100 vs 0.5000" in worse["reason"]
-    assert not within["promote"] and "m-b does not beat the baseline m-z by 0.05" in within["reason"]
+    assert "does not beat the baseline m-z by 0.05: test roc_auc 0.2100 vs 0.5000" in worse["reason"]
+    assert not within["promote"]
+    assert "m-b (chosen on validation roc_auc n/a) does not beat the baseline m-z by 0.05" in within["reason"]
     assert (better["promote"], better_state) == (True, TaskInstanceState.SUCCESS)
     rows = db.fetch_all(
         "SELECT promoted, candidate_model_id, reason, baseline_model_id, baseline_value, min_gain_over_baseline "

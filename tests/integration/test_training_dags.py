@@ -19,7 +19,9 @@ from include.config import settings
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
 from include.ml.bundle import load_model, missing_files, read_metadata, save_model
+from include.ml.evaluate import read_predictions
 from include.ml.source import build_processor
+from include.registry.snapshots import load_snapshot
 from include.storage import get_storage
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
 from tests.support.concurrency import holding_duckdb_file
@@ -76,6 +78,12 @@ def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
     assert sorted(json.loads(m[5])["learning_rate"] for m in models) == [0.005, 0.01]
     assert all(missing_files(m[3]) == [] for m in models)
     assert load_model(models[0][3]).metadata["train_snapshot"] == train_snapshot
+    # What a sweep is ranked by: the kept epoch's validation metrics, from the bundle, in the row.
+    validation = db.fetch_all("SELECT model_id, val_roc_auc, val_loss, val_accuracy, val_f1 FROM models")
+    assert sorted(v[1] is None for v in validation) == [False, True]  # one entry holds out no validation
+    for model_id, val_roc_auc, *rest in validation:
+        kept = load_model(dict((m[0], m[3]) for m in models)[model_id]).metadata["validation"]
+        assert (val_roc_auc, *rest) == tuple(kept.get(name) for name in ("roc_auc", "loss", "accuracy", "f1"))
     trained = notification(tmp_path, "train_model", "publish_models", "success")["message"]
     assert trained.startswith(f"2 fine-tuned models on train snapshot {train_snapshot[:12]}: ft-")
 
@@ -94,6 +102,19 @@ def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
     ]
     assert all(0 <= r[4] <= 1 and 0 <= r[5] <= 1 for r in results)
     assert all((tmp_path / r[6]).is_file() and (tmp_path / r[7]).is_file() for r in results)
+    # Every result: 95% intervals around its ROC AUC and accuracy, the per-image probabilities
+    # (keyed by the images' SHA-256, what two models are paired on), the label-order-free metrics.
+    test_images = {image.content_hash for image in load_snapshot(db, test_snapshot).images}
+    for row in db.fetch_records(
+        "SELECT roc_auc, roc_auc_low, roc_auc_high, accuracy, accuracy_low, accuracy_high, resamples, predictions, "
+        "balanced_accuracy, brier, CAST(per_class AS TEXT) AS per_class FROM model_results"
+    ):
+        assert row["roc_auc_low"] <= row["roc_auc"] <= row["roc_auc_high"] and row["resamples"] == 2000
+        assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
+        assert 0 <= row["balanced_accuracy"] <= 1 and 0 <= row["brier"] <= 2
+        assert [c["images"] for c in json.loads(row["per_class"])] == [6, 6]
+        predictions = read_predictions(row["predictions"])
+        assert set(predictions.keys) == test_images and predictions.probabilities.shape == (12, 2)
     message = notification(tmp_path, "test_fine_tuned_model", "publish_results", "success")["message"]
     assert message.count("ROC AUC") == 3 and " | baseline baseline-" in message
 
