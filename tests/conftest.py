@@ -164,5 +164,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         marker = item.get_closest_marker("airflow_session")
         if marker and marker.args[0] != running:
-            reason = f"runs in the Airflow {marker.args[0]} session only: it drives both majors through make"
+            why = marker.kwargs.get("reason", "it drives both majors through make")
+            reason = f"runs in the Airflow {marker.args[0]} session only: {why}"
             item.add_marker(pytest.mark.skip(reason=reason))

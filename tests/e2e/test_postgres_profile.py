@@ -15,7 +15,9 @@ import pytest
 from tests.support.concurrency import most_at_once
 
 
-@pytest.mark.airflow_session("2")
+@pytest.mark.airflow_session(
+    "2", reason="on 3.3 the Celery profile runs the same Postgres metadata and registry with concurrent writers"
+)
 def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_server, tmp_path):
     meta_url = postgres_server.url.rsplit("/", 1)[0] + "/airflow_meta"
     admin = psycopg2.connect(postgres_server.url)
