@@ -48,7 +48,9 @@ def build_summary(counts: dict[str, Counter], until: str, wall_seconds: float) -
     summary["report"] = data_docs_index(summary["report_run"])
     test_snapshot = (gate["test"] or {}).get("snapshot") if summary["gate_passed"]["test"] else None
     summary["test_snapshot"] = test_snapshot
+    # Beside the chosen model: the untrained network (chance) and the learned baseline it had to beat.
     summary["baseline"] = result_of(db, "m.role = 'baseline'", test_snapshot)
+    summary["learned_baseline"] = result_of(db, "m.role = 'learned_baseline'", test_snapshot)
     production = db.fetch_all("SELECT model_id, path FROM models WHERE stage = 'production'")
     summary["promoted_model"] = production[0][0] if production else None
     summary["fine_tuned"] = (
@@ -82,8 +84,8 @@ def latest_gate(db: RegistryDatabase, split: str) -> dict | None:
 
 def result_of(db: RegistryDatabase, which: str, snapshot: str | None, parameters: tuple = ()) -> dict | None:
     """The newest result on ``snapshot`` of the model(s) ``which`` selects (a code constant): the
-    latest baseline, or the production model's latest evaluation; with the 95% intervals of its ROC
-    AUC and accuracy and the validation ROC AUC its sweep chose it by (None for a baseline)."""
+    latest baseline of a role, or the production model's latest evaluation; with the 95% intervals of
+    its ROC AUC and accuracy and the validation ROC AUC its sweep chose it by (None for a baseline)."""
     if snapshot is None:
         return None
     rows = db.fetch_records(
@@ -139,14 +141,14 @@ def print_summary(summary: dict, previous: Path) -> None:
         "  ingested %s, quarantined %s, registry %s", summary["ingested"], summary["quarantined"], summary["registry"]
     )
     log.info("  gate passed: %s; report: %s", summary["gate_passed"], summary["report"])
-    for name in ("baseline", "fine_tuned"):
+    for name in ("baseline", "learned_baseline", "fine_tuned"):
         result = summary.get(name)
         if result:
-            log.info("  %-10s %s: %s", name, result["model_id"], ", ".join(f"{k} {result[k]}" for k in METRICS))
+            log.info("  %-16s %s: %s", name, result["model_id"], ", ".join(f"{k} {result[k]}" for k in METRICS))
             low, high = result["roc_auc_interval"]
             chosen = result["validation_roc_auc"]
             log.info(
-                "  %-10s test ROC AUC %s, 95%% interval [%s, %s]%s",
+                "  %-16s test ROC AUC %s, 95%% interval [%s, %s]%s",
                 "",
                 result["roc_auc"],
                 low,

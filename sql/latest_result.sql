@@ -1,5 +1,5 @@
-/* The newest result of a model with the role on the test snapshot: the untrained baseline's is
-   what a fine-tuned model is compared with (test_fine_tuned_model, deploy_best_model). */
+/* The newest result of a model with the role on the test snapshot: the baselines' are what a
+   fine-tuned model is put beside (test_fine_tuned_model) and must beat (deploy_best_model). */
 SELECT r.*
 FROM model_results r
 JOIN models m ON m.model_id = r.model_id

@@ -38,13 +38,13 @@ def build_deploy_dag(doc_md: str) -> DAG:
             from include.deploy.decision import decide
             from include.deploy.promotion import production_model_id, record_decision
             from include.ml.evaluate import paired_gain_of
-            from include.training.records import latest_result
+            from include.training.records import LEARNED_BASELINE, latest_result
 
             db = get_database()
             rows = ranking.to_dict("records")
-            # The untrained baseline on the ranking's snapshot (one snapshot: the latest gated one).
+            # The learned baseline on the ranking's snapshot (one snapshot: the latest gated one).
             snapshots = {row["test_snapshot"] for row in rows if isinstance(row["test_snapshot"], str)}
-            baseline = latest_result(db, "baseline", snapshots.pop()) if snapshots else None
+            baseline = latest_result(db, LEARNED_BASELINE, snapshots.pop()) if snapshots else None
             decision = decide(
                 rows,
                 production_model_id(db),

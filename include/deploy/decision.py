@@ -3,10 +3,11 @@
 Select on validation, confirm on test. The pick (``sql/pick_best_model.sql``) ranks the newest
 sweep by each model's validation metric; only its winner is looked at on the latest gated test
 snapshot, beside production's result there. It is promoted only if, on that snapshot, it beats the
-untrained baseline by at least ``MRI_MIN_GAIN_OVER_BASELINE`` and its paired-bootstrap gain over
-production has a 95% interval whose lower end is above ``MRI_PROMOTION_MARGIN`` (default 0: a gain
-larger than chance). Without a baseline result on that snapshot nothing is promoted: a model never
-shown to beat chance is not served. Every "no" carries its reason.
+learned baseline (``include.ml.learned_baseline``: a logistic regression on 32 px grey levels) by at
+least ``MRI_MIN_GAIN_OVER_BASELINE`` and its paired-bootstrap gain over production has a 95% interval
+whose lower end is above ``MRI_PROMOTION_MARGIN`` (default 0: a gain larger than chance). Without a
+learned-baseline result on that snapshot nothing is promoted: a model never shown to beat a simple
+one is not served. Every "no" carries its reason.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Decision:
     value: float | None = None
     previous_model_id: str | None = None
     previous_value: float | None = None
-    # The untrained baseline's result on the same snapshot, and the gain over it required.
+    # The learned baseline's result on the same snapshot, and the gain over it required.
     baseline_model_id: str | None = None
     baseline_value: float | None = None
     min_gain_over_baseline: float | None = None
@@ -76,7 +77,7 @@ def decide(
     min_gain_over_baseline: float,
     compare: Callable[[dict[str, Any], dict[str, Any]], Any],
 ) -> Decision:
-    """Promote the sweep's choice only if, on the same snapshot, it beats the untrained baseline by
+    """Promote the sweep's choice only if, on the same snapshot, it beats the learned baseline by
     ``min_gain_over_baseline`` and production by a gain whose 95% interval starts above ``margin``.
 
     :param ranking: rows of ``sql/pick_best_model.sql`` (``rank``: by validation, within the newest
@@ -85,9 +86,9 @@ def decide(
     :param production_model_id: the model the registry names production now, or None.
     :param metric: the selection metric the ranking was made by (MRI_SELECTION_METRIC, checked by the settings).
     :param margin: what the lower end of the gain's 95% interval must exceed (MRI_PROMOTION_MARGIN).
-    :param baseline: the newest result of a baseline model on the ranking's snapshot
-        (``include.training.records.latest_result(db, "baseline", snapshot)``: ``model_id`` and one
-        key per metric), or None when the baseline has none there: then nothing is promoted.
+    :param baseline: the newest result of the learned baseline on the ranking's snapshot
+        (``include.training.records.latest_result(db, LEARNED_BASELINE, snapshot)``: ``model_id`` and
+        one key per metric), or None when it has none there: then nothing is promoted.
     :param min_gain_over_baseline: how much better than the baseline the winner must be (at least
         this), by ``metric`` (MRI_MIN_GAIN_OVER_BASELINE).
     :param compare: ``compare(winner_row, production_row)``: the paired-bootstrap gain of the winner
@@ -137,24 +138,24 @@ def decide(
         return Decision(False, reason, **common, **winner, previous_value=winner["value"])
     if baseline_value is None:
         reason = (
-            f"The baseline has no {metric} on snapshot {snapshot}, so {chosen} (test {metric} "
+            f"The learned baseline has no {metric} on snapshot {snapshot}, so {chosen} (test {metric} "
             f"{winner['value']:.4f}) cannot be shown to beat it by {min_gain_over_baseline}: nothing is promoted "
-            "blind. test_baseline_model evaluates the untrained baseline on each gated test snapshot; "
-            "deploy_best_model decides again after it."
+            "blind. test_baseline_model fits it on the newest gated train snapshot and evaluates it on each "
+            "gated test snapshot; deploy_best_model decides again after it."
         )
         return Decision(False, reason, **common, **winner)
     over_baseline = winner["value"] - baseline_value
     if over_baseline - min_gain_over_baseline < -EPSILON:
         reason = (
-            f"{chosen} does not beat the baseline {common['baseline_model_id']} by {min_gain_over_baseline}: "
+            f"{chosen} does not beat the learned baseline {common['baseline_model_id']} by {min_gain_over_baseline}: "
             f"test {metric} {winner['value']:.4f} vs {baseline_value:.4f} ({over_baseline:+.4f}) on snapshot "
-            f"{snapshot}. A model must beat the untrained baseline by MRI_MIN_GAIN_OVER_BASELINE to be promoted."
+            f"{snapshot}. A model must beat the learned baseline by MRI_MIN_GAIN_OVER_BASELINE to be promoted."
         )
         return Decision(False, reason, **common, **winner)
     if production_model_id is None:
         reason = (
             f"First production model: {chosen}, test {metric} {winner['value']:.4f} on snapshot {snapshot} "
-            f"(baseline {baseline_value:.4f})."
+            f"(learned baseline {baseline_value:.4f})."
         )
         return Decision(True, reason, **common, **winner)
     current = next((row for row in ranking if row["model_id"] == production_model_id), None)

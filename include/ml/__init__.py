@@ -6,6 +6,7 @@ checks ``sys.modules``), so it runs the same from a task, a notebook, a benchmar
 - ``hyperparameters``: the frozen ``TrainConfig``, checked when built from JSON.
 - ``data``: images as tensors (processed once), light augmentation, seeded batches.
 - ``train``: the fine-tuning loop, ``train_and_save`` (what the fine-tune operator calls), ``build_baseline``.
+- ``learned_baseline``: a logistic regression on 32 px grey levels (scikit-learn), the floor a promotion must clear.
 - ``metrics``: loss, accuracy, precision, recall, F1, ROC AUC, balanced accuracy, Brier on probabilities, the pictures.
 - ``bootstrap``: 95% intervals of a metric, and the paired gain of one model over another on the same images.
 - ``evaluate``: a model on a set of images, through ``predict``; ``evaluate_bundle`` (what the evaluate operator calls).

@@ -81,8 +81,22 @@ def evaluate(
     :param keys: each image's SHA-256, so two evaluations can be paired image by image; default its position.
     :param resamples: bootstrap resamples of each interval.
     """
-    labels = label_names(model.config.id2label)
     probabilities = predict_proba(model, processor, images, batch_size=batch_size)
+    labels = label_names(model.config.id2label)
+    return evaluate_probabilities(labels, probabilities, targets, out_dir, title, keys, resamples)
+
+
+def evaluate_probabilities(
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    targets: Sequence[int],
+    out_dir: Path,
+    title: str,
+    keys: Sequence[str] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> dict:
+    """What :func:`evaluate` returns, from any model's probabilities (``probabilities[i, j]``: image i,
+    label ``labels[j]``): the learned baseline is evaluated the same way as a network."""
     metrics = classification_metrics(targets, probabilities)
     intervals = {name: metric_interval(targets, probabilities, name, resamples) for name in INTERVAL_METRICS}
     predictions = Path(out_dir) / PREDICTIONS_FILE

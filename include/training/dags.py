@@ -13,6 +13,7 @@ from include.training.operators import (
     BaselineImageClassifierOperator,
     EvaluateImageClassifierOperator,
     FineTuneImageClassifierOperator,
+    LearnedBaselineOperator,
 )
 from include.wiring.compat import DAG, AirflowFailException, AirflowSkipException, Param, task
 from include.wiring.datasets import GATE_PASSED, MODEL_EVALUATED, MODEL_TRAINED
@@ -162,28 +163,72 @@ def build_train_model_dag(doc_md: str) -> DAG:
 
 
 def build_test_baseline_dag(doc_md: str) -> DAG:
-    """gate passed (test) -> the base model with an untrained head -> evaluated on the snapshot.
+    """gate passed (test or train) -> the two baselines on the newest gated test snapshot, each once:
+    the base model with an untrained head (chance), and the learned baseline fitted on the newest
+    gated train snapshot (the floor a promotion must clear) -> model_evaluated.
 
     :param doc_md: the DAG file's docstring, shown in the UI.
     """
     cfg = settings()
+    snapshot = "{{{{ ti.xcom_pull(task_ids='plan_baselines', key='snapshots')['{}'] }}}}"
 
-    @pipeline_dag("test_baseline_model", [GATE_PASSED["test"]], doc_md, ["ml", "test"])
+    # Either gate: the learned baseline needs both snapshots, and they pass in either order.
+    @pipeline_dag("test_baseline_model", (GATE_PASSED["test"] | GATE_PASSED["train"]), doc_md, ["ml", "test"])
     def test_baseline_model():
+        @task.branch(pool=cfg.db_pool)
+        def plan_baselines(**context) -> list[str]:
+            """Which baseline the newest gated snapshots still lack a result for; none (all skipped)
+            without a gated test snapshot. The snapshots are pinned here, so a retry uses the same."""
+            from include.db import get_database
+            from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot
+            from include.training.records import has_learned_baseline, latest_result
+
+            db = get_database()
+            try:
+                test = passed_snapshot(db, "test").snapshot_id
+            except NoGatedSnapshotError as err:
+                log.info("No baseline to evaluate yet: %s", err)
+                return []
+            try:
+                train = passed_snapshot(db, "train").snapshot_id
+            except NoGatedSnapshotError as err:
+                train = None
+                log.info("The learned baseline waits for a gated train snapshot: %s", err)
+            context["ti"].xcom_push(key="snapshots", value={"test": test, "train": train})
+            follow = [] if latest_result(db, "baseline", test) else ["prepare_baseline"]
+            if train and not has_learned_baseline(db, train, test):
+                follow.append("fit_learned_baseline")
+            log.info("On test snapshot %s (train %s): %s", test, train, follow or "both baselines are evaluated")
+            return follow
+
+        plan = plan_baselines()
         prepared = BaselineImageClassifierOperator(task_id="prepare_baseline", pool=cfg.db_pool)
         evaluate = EvaluateImageClassifierOperator(
             task_id="evaluate_baseline",
             model_id="{{ ti.xcom_pull(task_ids='prepare_baseline')['model_id'] }}",
+            snapshot_id=snapshot.format("test"),
             pool=cfg.db_pool,
-            # Deploying compares with the baseline: a baseline result arriving after the fine-tuned
-            # ones must start the decision again.
+            # Deploying compares with the baselines: a result arriving after the fine-tuned ones
+            # must start the decision again.
             outlets=[MODEL_EVALUATED],
             **notify_on(
                 success=f"baseline {OWN['model_id']}: ROC AUC {OWN['roc_auc']}, accuracy {OWN['accuracy']}",
                 failure="evaluating the baseline failed",
             ),
         )
-        apply_db_migrations() >> prepared >> evaluate
+        learned = LearnedBaselineOperator(
+            task_id="fit_learned_baseline",
+            train_snapshot_id=snapshot.format("train"),
+            test_snapshot_id=snapshot.format("test"),
+            pool=cfg.db_pool,
+            outlets=[MODEL_EVALUATED],
+            **notify_on(
+                success=f"learned baseline {OWN['model_id']}: ROC AUC {OWN['roc_auc']}, accuracy {OWN['accuracy']}",
+                failure="fitting or evaluating the learned baseline failed",
+            ),
+        )
+        apply_db_migrations() >> plan >> [prepared, learned]
+        prepared >> evaluate
 
     return test_baseline_model()
 
@@ -246,9 +291,9 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
         def publish_results(planned: list[dict] | None, results: list[dict] | None, **context) -> dict:
             """Runs after every evaluate finished; publishes the results committed (a failed evaluate
             has none) and names the models that failed or were passed over. The message puts each
-            model beside the baseline."""
+            model beside both baselines."""
             from include.db import get_database
-            from include.training.records import describe_metrics, latest_result
+            from include.training.records import LEARNED_BASELINE, describe_metrics, latest_result
 
             planned, results = list(planned or []), list(results or [])
             if not planned:  # nothing to evaluate, or find_unevaluated_models skipped or failed
@@ -260,12 +305,15 @@ def build_test_fine_tuned_dag(doc_md: str) -> DAG:
                 )
             unevaluable = context["ti"].xcom_pull(task_ids="find_unevaluated_models", key="unevaluable") or {}
             snapshot = results[0]["test_snapshot"]
-            baseline = latest_result(get_database(), "baseline", snapshot)
+            db = get_database()
+            baseline = latest_result(db, "baseline", snapshot)
+            learned = latest_result(db, LEARNED_BASELINE, snapshot)
             lines = [f"{r['model_id']}: {describe_metrics(r)}" for r in results]
             message = (
                 f"test snapshot {snapshot[:12]}: "
                 + "; ".join(lines)
                 + f" | baseline{' ' + baseline['model_id'] if baseline else ''}: {describe_metrics(baseline)}"
+                + f" | learned baseline{' ' + learned['model_id'] if learned else ''}: {describe_metrics(learned)}"
             )
             if failed:
                 message += f" | evaluation failed: {', '.join(failed)} (see their evaluate tasks)"

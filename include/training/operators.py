@@ -200,6 +200,96 @@ class BaselineImageClassifierOperator(BaseOperator):
         return {**facts, "path": str(directory), "base_model": summary["base_model"]}
 
 
+class LearnedBaselineOperator(BaseOperator):
+    """Fit the learned baseline (``include.ml.learned_baseline``: a logistic regression on 32 px grey
+    levels) on a gated train snapshot and evaluate it on a gated test snapshot: one ``models`` row
+    (role ``learned_baseline``) and one ``model_results`` row, as a fine-tuned model gets. Seconds
+    of work, so fitting and evaluating are one task.
+
+    :param train_snapshot_id: the gated train snapshot to fit on (templated).
+    :param test_snapshot_id: the gated test snapshot to evaluate on (templated).
+    :param models_dir: where its folder goes; default MRI_MODELS_DIR (templated).
+    :param evaluations_dir: where the pictures go; default MRI_EVALUATIONS_DIR (templated).
+    """
+
+    template_fields: Sequence[str] = ("train_snapshot_id", "test_snapshot_id", "models_dir", "evaluations_dir")
+    ui_color = "#e8e8e8"
+
+    def __init__(
+        self,
+        *,
+        train_snapshot_id: str,
+        test_snapshot_id: str,
+        models_dir: str | None = None,
+        evaluations_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.train_snapshot_id = train_snapshot_id
+        self.test_snapshot_id = test_snapshot_id
+        self.models_dir = models_dir
+        self.evaluations_dir = evaluations_dir
+
+    def execute(self, context: Any) -> dict:
+        from include.ml import learned_baseline
+        from include.ml.data import ContentChanged, read_images
+        from include.ml.evaluate import evaluate_probabilities
+        from include.training.records import LEARNED_BASELINE, derived_id, record_model, record_result
+
+        cfg, run_id = settings(), context["run_id"]
+        db, train, train_items, read = _snapshot_data("train", self.train_snapshot_id)
+        _, test, test_items, _ = _snapshot_data("test", self.test_snapshot_id)
+        model_id = derived_id(LEARNED_BASELINE, self.dag_id, run_id)
+        directory = Path(self.models_dir or cfg.models_dir) / model_id
+        try:
+            fitted_on = read_images(train_items, read, cfg.labels)
+            model = learned_baseline.fit(fitted_on.images, fitted_on.targets, cfg.labels)
+            evaluated_on = read_images(test_items, read, cfg.labels)
+        except (ContentChanged, ValueError) as err:  # a changed file, a missing label: the same on a retry
+            raise AirflowFailException(str(err)) from None
+        # The same snapshot gives the same model (lbfgs), so a retry rewrites the same file.
+        model.save(directory)
+        record_model(
+            db,
+            model_id,
+            learned_baseline.DESCRIPTION,
+            model.hyperparameters,
+            train.snapshot_id,
+            str(directory),
+            LEARNED_BASELINE,
+            run_id,
+        )
+        result_id = derived_id("result", run_id, model_id, test.snapshot_id)
+        out_dir = Path(self.evaluations_dir or cfg.evaluations_dir) / model_id / result_id
+        evaluation = evaluate_probabilities(
+            list(model.labels),
+            model.predict_proba(evaluated_on.images),
+            evaluated_on.targets,
+            out_dir,
+            f"{model_id} ({LEARNED_BASELINE})\ntest snapshot {test.snapshot_id[:12]}",
+            keys=[item[2] for item in test_items],
+            resamples=cfg.bootstrap_resamples,
+        )
+        record_result(db, result_id, model_id, test.snapshot_id, evaluation, run_id)
+        self.log.info(
+            "%s, fitted on %s images of %s: ROC AUC %s, accuracy %.3f on %s test images",
+            model_id,
+            len(train_items),
+            train.snapshot_id[:12],
+            evaluation["roc_auc"],
+            evaluation["accuracy"],
+            evaluation["images"],
+        )
+        return {
+            "model_id": model_id,
+            "role": LEARNED_BASELINE,
+            "result_id": result_id,
+            "train_snapshot": train.snapshot_id,
+            "test_snapshot": test.snapshot_id,
+            **evaluation,
+        }
+
+
 class EvaluateImageClassifierOperator(BaseOperator):
     """Evaluate a recorded model on the test snapshot a quality gate passed: metrics on probabilities,
     a ROC and a confusion-matrix PNG, and one new ``model_results`` row (history is never overwritten).

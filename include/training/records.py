@@ -52,7 +52,10 @@ RESULT_COLUMNS = (
     "resamples",
     "predictions",
 )
-ROLES = ("baseline", "fine_tuned")
+# The untrained network (chance), the learned baseline (include.ml.learned_baseline: the floor a
+# promotion must clear) and the sweep's models (the only candidates).
+LEARNED_BASELINE = "learned_baseline"
+ROLES = ("baseline", LEARNED_BASELINE, "fine_tuned")
 # What a fine-tune returns besides its ids and path (from its bundle's mri_model.json).
 TRAINING_FACTS = ("base_model", "hyperparameters", "validation", "epochs_run", "best_epoch", "train_seconds")
 # `models.train_snapshot` of a baseline: it saw no training data.
@@ -187,6 +190,17 @@ def latest_result(db: RegistryDatabase, role: str, test_snapshot: str) -> dict |
     its ``model_id`` and metrics."""
     rows = db.fetch_records(*db.statement("latest_result.sql", role=role, test_snapshot=test_snapshot))
     return {name: rows[0][name] for name in ("model_id", *METRIC_NAMES)} if rows else None
+
+
+def has_learned_baseline(db: RegistryDatabase, train_snapshot: str, test_snapshot: str) -> bool:
+    """Whether a learned baseline fitted on ``train_snapshot`` has a result on ``test_snapshot``."""
+    p = db.placeholder
+    [(count,)] = db.fetch_all(
+        f"SELECT COUNT(*) FROM model_results r JOIN models m ON m.model_id = r.model_id "
+        f"WHERE m.role = {p} AND m.train_snapshot = {p} AND r.test_snapshot = {p}",
+        (LEARNED_BASELINE, train_snapshot, test_snapshot),
+    )
+    return count > 0
 
 
 def describe_metrics(result: dict | None) -> str:

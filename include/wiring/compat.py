@@ -58,25 +58,33 @@ else:
 from airflow.triggers.base import BaseTrigger, TriggerEvent  # noqa: E402
 
 
-def task(python_callable: Callable | None = None, **kwargs: Any) -> Any:
-    """Airflow's ``@task`` (same arguments), whose function fails for good on a ConfigError.
+def _failing_for_good_on_config_errors(decorator: Callable) -> Callable:
+    """``decorator`` (Airflow's ``@task`` or ``@task.branch``, same arguments), whose function fails
+    for good on a ConfigError.
 
     A setting the project cannot use (MRI_LABELS_CSV naming no file, ...) fails the same way on every
     try: it is raised as ``AirflowFailException``, so the task fails at once instead of spending its
     retries, each after ``retry_delay``. The message is the ConfigError's, which names the setting.
     """
 
-    def decorate(function: Callable) -> Any:
-        @functools.wraps(function)
-        def run(*args: Any, **context: Any) -> Any:
-            try:
-                return function(*args, **context)
-            except ConfigError as err:
-                raise AirflowFailException(str(err)) from err
+    def factory(python_callable: Callable | None = None, **kwargs: Any) -> Any:
+        def decorate(function: Callable) -> Any:
+            @functools.wraps(function)
+            def run(*args: Any, **context: Any) -> Any:
+                try:
+                    return function(*args, **context)
+                except ConfigError as err:
+                    raise AirflowFailException(str(err)) from err
 
-        return airflow_task(**kwargs)(run)
+            return decorator(**kwargs)(run)
 
-    return decorate if python_callable is None else decorate(python_callable)
+        return decorate if python_callable is None else decorate(python_callable)
+
+    return factory
+
+
+task = _failing_for_good_on_config_errors(airflow_task)
+task.branch = _failing_for_good_on_config_errors(airflow_task.branch)
 
 
 __all__ = [

@@ -94,19 +94,19 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     }
     assert summary["gate_passed"] == {"train": True, "test": True}
     assert summary["baseline"]["model_id"] != summary["fine_tuned"]["model_id"]
-    # The deploy decided by its rule on this tiny set (4 test images, where an untrained baseline
-    # can rank them all right by chance): promoted if the fine-tuned model beat the baseline by
+    # The deploy decided by its rule on this tiny set (4 test images, which the learned baseline
+    # can rank all right): promoted if the fine-tuned model beat the learned baseline by
     # MRI_MIN_GAIN_OVER_BASELINE, else refused saying so. Promotion itself: tests/integration/test_deploy.py.
-    gain = summary["fine_tuned"]["roc_auc"] - summary["baseline"]["roc_auc"]
+    gain = summary["fine_tuned"]["roc_auc"] - summary["learned_baseline"]["roc_auc"]
     promoted = gain >= settings().min_gain_over_baseline
     assert summary["promoted_model"] == (summary["fine_tuned"]["model_id"] if promoted else None)
     # Each test score comes with its 95% bootstrap interval.
-    for result in (summary["fine_tuned"], summary["baseline"]):
+    for result in (summary["fine_tuned"], summary["baseline"], summary["learned_baseline"]):
         low, high = result["roc_auc_interval"]
         assert low <= result["roc_auc"] <= high
     assert (tmp_path / "production" / "current").is_dir() == promoted
     [(reason,)] = get_database().fetch_all("SELECT reason FROM promotions ORDER BY decided_at DESC LIMIT 1")
-    assert promoted or "does not beat the baseline" in reason, reason
+    assert promoted or "does not beat the learned baseline" in reason, reason
     # No file lost: every upload is in raw/ or in quarantine, and landing/ is empty.
     uploads = 2 * config.per_class + len(STRAY_FILES)
     storage = tmp_path / "storage"
@@ -119,11 +119,11 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     # The two stray images that pass ingestion are quarantined by the registry, once.
     assert db.fetch_all("SELECT COUNT(*) FROM images WHERE status = 'quarantined'") == [(2,)]
     roles = dict(db.fetch_all("SELECT role, COUNT(*) FROM models GROUP BY role"))
-    assert roles == {"baseline": 1, "fine_tuned": len(TINY_SWEEP)}
+    assert roles == {"baseline": 1, "learned_baseline": 1, "fine_tuned": len(TINY_SWEEP)}
     assert db.fetch_all("SELECT COUNT(*) FROM models WHERE stage = 'production'") == [(int(promoted),)]
-    # Every model was evaluated on the gated test snapshot, once.
+    # Every model was evaluated on the gated test snapshot, once (both baselines too).
     assert db.fetch_all(
         "SELECT COUNT(DISTINCT model_id), COUNT(*) FROM model_results WHERE test_snapshot = ?",
         (summary["test_snapshot"],),
-    ) == [(1 + len(TINY_SWEEP), 1 + len(TINY_SWEEP))]
+    ) == [(2 + len(TINY_SWEEP), 2 + len(TINY_SWEEP))]
     settings.cache_clear()

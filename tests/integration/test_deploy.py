@@ -233,9 +233,9 @@ def a_sweep_on_two_snapshots(db, model_dirs, tmp_path) -> None:
     add_result(db, "r6", "m-d", NEW, roc_auc=0.91, f1=0.85, at=2, accuracy=0.95)
     add_result(db, "r7", "m-c", FAILED, roc_auc=1.0, f1=1.0, at=4)
     add_result(db, "r8", "m-z", NEW, roc_auc=0.98, f1=0.98, at=2)
-    # The newest baseline result on NEW is what the winner must beat (m-z's 0.98 would beat every
-    # model if baselines were candidates; the decision compares with the latest baseline evaluation).
-    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=3, model_id="m-y")
+    # The learned baseline's newest result on NEW is what the winner must beat (m-z, the untrained
+    # one, at 0.98 would beat every model if it were a candidate or the floor; it is neither).
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=3, model_id="m-y")
 
 
 def test_the_newest_sweep_is_chosen_on_validation_and_only_its_choice_meets_the_test_snapshot(
@@ -265,7 +265,7 @@ def test_a_sweep_whose_validation_winner_has_no_test_result_yet_waits_for_it(reg
     must not promote a runner-up."""
     db = registry
     gate(db, NEW, at=1)
-    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=1)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=1)
     add_model(db, "m-a", model_dirs["m-a"], created=1, sweep="s", val_roc_auc=0.90)
     add_model(db, "m-b", model_dirs["m-b"], created=1, sweep="s", val_roc_auc=0.97)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.95, f1=0.9, at=1)
@@ -299,7 +299,7 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     monkeypatch.setenv("MRI_PROMOTION_MARGIN", "0.02")
     settings.cache_clear()
     gate(db, NEW, at=1)
-    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
     first, _ = run_deploy()
@@ -355,7 +355,7 @@ def test_a_gain_within_chance_is_not_promoted_and_the_decision_keeps_its_interva
     95% interval must start above 0."""
     db = registry
     gate(db, NEW, at=1)
-    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1)
     run_deploy()
@@ -388,12 +388,12 @@ def test_nothing_evaluated_yet_is_recorded_and_emits_nothing(registry, tmp_path)
 def test_production_not_evaluated_on_the_snapshot_is_not_replaced_blindly(registry, model_dirs, tmp_path):
     db = registry
     gate(db, OLD, at=1)
-    add_baseline(db, model_dirs, OLD, roc_auc=0.5, at=1)
+    add_learned_baseline(db, model_dirs, OLD, roc_auc=0.5, at=1)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", OLD, roc_auc=0.9, f1=0.9, at=1)
     run_deploy()
     gate(db, NEW, at=2)
-    add_baseline(db, model_dirs, NEW, roc_auc=0.4, at=2)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.4, at=2)
     add_model(db, "m-b", model_dirs["m-b"], created=2)
     add_result(db, "r2", "m-b", NEW, roc_auc=0.5, f1=0.5, at=2)
 
@@ -593,7 +593,7 @@ def test_a_failed_storage_mirror_after_the_switch_reports_production_changed_and
     monkeypatch.setenv("MRI_PUBLISH_TARGET", "storage:production")
     settings.cache_clear()
     gate(db, NEW, at=1)
-    add_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
     s3_relay.cut()  # the mirror's endpoint is gone; the local production folder is not
@@ -700,7 +700,7 @@ def test_a_deploy_run_fails_on_an_incomplete_bundle_without_retrying_and_says_wh
     db = registry
     events_before = deployed_events()
     gate(db, NEW, at=1)
-    add_model(db, "m-z", model_dirs["m-a"], created=0, role="baseline")
+    add_model(db, "m-z", model_dirs["m-a"], created=0, role="learned_baseline")
     add_result(db, "rz", "m-z", NEW, roc_auc=0.5, f1=0.5, at=1)
     add_model(db, "m-x", only_config(model_dirs, tmp_path), created=1)
     add_result(db, "rx", "m-x", NEW, roc_auc=0.95, f1=0.95, at=1)
@@ -715,34 +715,35 @@ def test_a_deploy_run_fails_on_an_incomplete_bundle_without_retrying_and_says_wh
     assert deployed_events() == events_before
 
 
-def add_baseline(db, model_dirs, snapshot: str, roc_auc: float, at: int, model_id: str = "m-z") -> None:
-    """The untrained baseline evaluated on ``snapshot`` (its models row once)."""
+def add_learned_baseline(db, model_dirs, snapshot: str, roc_auc: float, at: int, model_id: str = "m-z") -> None:
+    """The learned baseline evaluated on ``snapshot`` (its models row once): what a promotion must beat."""
     if not db.fetch_all(f"SELECT 1 FROM models WHERE model_id = {db.placeholder}", (model_id,)):
-        add_model(db, model_id, model_dirs["m-a"], created=0, role="baseline")
+        add_model(db, model_id, model_dirs["m-a"], created=0, role="learned_baseline")
     add_result(db, f"{model_id}-{snapshot[:1]}-{at}", model_id, snapshot, roc_auc=roc_auc, f1=0.5, at=at, accuracy=0.5)
 
 
-def test_a_model_that_does_not_beat_the_untrained_baseline_by_the_gain_is_never_promoted(
-    registry, model_dirs, tmp_path
-):
+def test_a_model_that_does_not_beat_the_learned_baseline_by_the_gain_is_never_promoted(registry, model_dirs, tmp_path):
     db = registry
     gate(db, NEW, at=1)
-    add_baseline(db, model_dirs, NEW, roc_auc=0.50, at=1)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.80, at=1)
+    add_model(db, "m-u", model_dirs["m-a"], created=0, role="baseline")  # the untrained one: not the floor
+    add_result(db, "ru", "m-u", NEW, roc_auc=0.5, f1=0.5, at=2)
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.21, f1=0.3, at=2)  # the first production model of the issue
 
     worse, worse_state = run_deploy()
     add_model(db, "m-b", model_dirs["m-b"], created=2)
-    add_result(db, "r2", "m-b", NEW, roc_auc=0.54, f1=0.6, at=3)  # better than the baseline, not by 0.05
+    # Far above the untrained baseline, above the learned one, but not by 0.05.
+    add_result(db, "r2", "m-b", NEW, roc_auc=0.84, f1=0.6, at=3)
     within, _ = run_deploy()
     add_model(db, "m-c", model_dirs["m-c"], created=3)
     add_result(db, "r3", "m-c", NEW, roc_auc=0.90, f1=0.9, at=4)
     better, better_state = run_deploy()
 
     assert (worse["promote"], worse_state) == (False, TaskInstanceState.SKIPPED)
-    assert "does not beat the baseline m-z by 0.05: test roc_auc 0.2100 vs 0.5000" in worse["reason"]
+    assert "does not beat the learned baseline m-z by 0.05: test roc_auc 0.2100 vs 0.8000" in worse["reason"]
     assert not within["promote"]
-    assert "m-b (chosen on validation roc_auc n/a) does not beat the baseline m-z by 0.05" in within["reason"]
+    assert "m-b (chosen on validation roc_auc n/a) does not beat the learned baseline m-z by 0.05" in within["reason"]
     assert (better["promote"], better_state) == (True, TaskInstanceState.SUCCESS)
     rows = db.fetch_all(
         "SELECT promoted, candidate_model_id, reason, baseline_model_id, baseline_value, min_gain_over_baseline "
@@ -753,7 +754,7 @@ def test_a_model_that_does_not_beat_the_untrained_baseline_by_the_gain_is_never_
         (False, "m-b", within["reason"]),
         (True, "m-c", better["reason"]),
     ]
-    assert [r[3:] for r in rows] == [("m-z", 0.5, 0.05)] * 3
+    assert [r[3:] for r in rows] == [("m-z", 0.8, 0.05)] * 3
     assert production_model_id(db) == "m-c" == served(tmp_path)
 
 
@@ -761,14 +762,14 @@ def test_no_baseline_result_on_the_snapshot_means_no_promotion(registry, model_d
     db = registry
     gate(db, OLD, at=1)
     gate(db, NEW, at=2)
-    add_baseline(db, model_dirs, OLD, roc_auc=0.5, at=1)  # evaluated, but not on the snapshot that counts
+    add_learned_baseline(db, model_dirs, OLD, roc_auc=0.5, at=1)  # evaluated, but not on the snapshot that counts
     add_model(db, "m-a", model_dirs["m-a"], created=1)
     add_result(db, "r1", "m-a", NEW, roc_auc=0.9, f1=0.9, at=2)
 
     decision, state = run_deploy()
 
     assert (decision["promote"], state) == (False, TaskInstanceState.SKIPPED)
-    assert "The baseline has no roc_auc on snapshot bbbbbbbbbbbb" in decision["reason"]
+    assert "The learned baseline has no roc_auc on snapshot bbbbbbbbbbbb" in decision["reason"]
     assert db.fetch_all("SELECT promoted, candidate_model_id FROM promotions") == [(False, "m-a")]
     assert production_model_id(db) is None and served(tmp_path) is None
 

@@ -9,6 +9,7 @@ tests/unit/test_ml_core.py.
 import json
 import os
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +19,9 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from include.config import settings
 from include.db import DatabaseUnavailableError, get_database
 from include.db.migrations import apply_migrations
+from include.ml import learned_baseline
 from include.ml.bundle import load_model, missing_files, read_metadata, save_model
+from include.ml.data import read_images
 from include.ml.evaluate import read_predictions
 from include.ml.source import build_processor
 from include.registry.snapshots import load_snapshot
@@ -28,6 +31,8 @@ from tests.support.concurrency import holding_duckdb_file
 from tests.support.metadata import run_task_again
 from tests.support.records import register_and_gate
 from tests.support.tiny_models import tiny_resnet
+
+LABELS = ("glioma", "meningioma")
 
 
 @pytest.fixture
@@ -99,6 +104,7 @@ def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
         ("baseline", test_snapshot, 12),
         ("fine_tuned", test_snapshot, 12),
         ("fine_tuned", test_snapshot, 12),
+        ("learned_baseline", test_snapshot, 12),
     ]
     assert all(0 <= r[4] <= 1 and 0 <= r[5] <= 1 for r in results)
     assert all((tmp_path / r[6]).is_file() and (tmp_path / r[7]).is_file() for r in results)
@@ -116,19 +122,20 @@ def test_models_are_trained_evaluated_and_results_accumulate_with_history(ml):
         predictions = read_predictions(row["predictions"])
         assert set(predictions.keys) == test_images and predictions.probabilities.shape == (12, 2)
     message = notification(tmp_path, "test_fine_tuned_model", "publish_results", "success")["message"]
-    assert message.count("ROC AUC") == 3 and " | baseline baseline-" in message
+    assert message.count("ROC AUC") == 4 and " | baseline baseline-" in message
+    assert " | learned baseline learned_baseline-" in message
 
     # Nothing new: nothing evaluated twice, nothing emitted.
     again = build_test_fine_tuned_dag("t").test()
     assert again.get_task_instance("publish_results").state == TaskInstanceState.SKIPPED
-    assert db.fetch_all("SELECT COUNT(*) FROM model_results") == [(3,)]
+    assert db.fetch_all("SELECT COUNT(*) FROM model_results") == [(4,)]
 
     # A new gated test snapshot: every fine-tuned model is evaluated again, old rows untouched.
     before = sorted(db.fetch_all("SELECT result_id, model_id, test_snapshot, roc_auc FROM model_results"))
     newer = register_and_gate(db, storage, "test", per_class=2, first_seed=900).snapshot_id
     assert build_test_fine_tuned_dag("t").test().state == DagRunState.SUCCESS
     after = sorted(db.fetch_all("SELECT result_id, model_id, test_snapshot, roc_auc FROM model_results"))
-    assert set(before) <= set(after) and len(after) == 5
+    assert set(before) <= set(after) and len(after) == 6
     assert sorted(r[2] for r in after if r not in before) == [newer, newer]
 
 
@@ -148,6 +155,51 @@ def test_a_diverging_training_run_notifies_leaves_no_model_folder_and_its_siblin
     # The other entry's model is saved and recorded all the same (record_models runs once all are done).
     [(model_id, path)] = db.fetch_all("SELECT model_id, path FROM models")
     assert [p.name for p in (tmp_path / "models").iterdir()] == [model_id] and missing_files(path) == []
+
+
+def test_the_learned_baseline_is_fitted_on_the_gated_train_snapshot_once_per_test_snapshot(ml):
+    """Gates pass in either order: each baseline is evaluated once per test snapshot, the learned one
+    once the train snapshot is there too; its folder holds JSON only (no pickle to load)."""
+    db, storage, tmp_path = ml
+    test_snapshot = register_and_gate(db, storage, "test", per_class=6, first_seed=500).snapshot_id
+
+    test_gate_only = build_test_baseline_dag("t").test()
+    assert test_gate_only.get_task_instance("evaluate_baseline").state == TaskInstanceState.SUCCESS
+    assert test_gate_only.get_task_instance("fit_learned_baseline").state == TaskInstanceState.SKIPPED
+
+    train_snapshot = register_and_gate(db, storage, "train", per_class=8, first_seed=0).snapshot_id
+    train_gate_too = build_test_baseline_dag("t").test()
+    assert train_gate_too.get_task_instance("prepare_baseline").state == TaskInstanceState.SKIPPED
+    assert train_gate_too.get_task_instance("fit_learned_baseline").state == TaskInstanceState.SUCCESS
+
+    nothing_new = build_test_baseline_dag("t").test()
+    assert nothing_new.state == DagRunState.SUCCESS
+    assert {ti.task_id for ti in nothing_new.get_task_instances() if ti.state == TaskInstanceState.SKIPPED} == {
+        "prepare_baseline",
+        "evaluate_baseline",
+        "fit_learned_baseline",
+    }
+
+    rows = db.fetch_records(
+        "SELECT m.model_id, m.role, m.train_snapshot, m.path, r.test_snapshot, r.images, r.roc_auc, r.predictions "
+        "FROM model_results r JOIN models m ON m.model_id = r.model_id ORDER BY m.role"
+    )
+    assert [(r["role"], r["test_snapshot"], r["images"]) for r in rows] == [
+        ("baseline", test_snapshot, 12),
+        ("learned_baseline", test_snapshot, 12),
+    ]
+    learned = rows[1]
+    assert learned["train_snapshot"] == train_snapshot
+    assert [p.name for p in Path(learned["path"]).iterdir()] == [learned_baseline.MODEL_FILE]
+    # The saved model gives the probabilities the evaluation recorded.
+    members = load_snapshot(db, test_snapshot).images
+    images = read_images([(i.uri, i.label) for i in members], lambda uri: storage.read(storage.key(uri)), LABELS)
+    recorded = read_predictions(learned["predictions"])
+    expected = learned_baseline.load(learned["path"]).predict_proba(images.images)
+    assert recorded.probabilities == pytest.approx(expected, abs=1e-5)
+    assert recorded.keys == [i.content_hash for i in members]
+    notice = notification(tmp_path, "test_baseline_model", "fit_learned_baseline", "success")["message"]
+    assert notice.startswith(f"learned baseline {learned['model_id']}: ROC AUC ")
 
 
 def test_evaluation_waits_for_a_gated_test_snapshot(ml):
