@@ -100,7 +100,12 @@ def duckdb_native(conn_id: str, rows: int) -> float:
     records = synthetic_records(0, rows)
     tables = (
         ("images", IMAGE_COLUMNS, "content_hash", records),
-        ("image_files", FILE_ROW_COLUMNS, "uri", [(r.uri, r.content_hash, r.split, "bench", r.label) for r in records]),
+        (
+            "image_files",
+            FILE_ROW_COLUMNS,
+            "uri",
+            [(r.uri, r.content_hash, r.split, "bench", r.label, r.subject) for r in records],
+        ),
     )
     connection = duckdb.connect(db.path)
     try:

@@ -240,7 +240,8 @@ class Settings:
         "MRI_LABELS_CSV",
         None,
         _text,
-        "Storage key of a CSV with columns `file,label` that overrides the label in file names; None: names only.",
+        "Storage key of a CSV with columns `file,label` that overrides the label in file names, and an optional "
+        "`subject` column naming each file's patient or study; None: names (and `subject=<id>` folders) only.",
     )
     min_image_side: int = _setting(
         "MRI_MIN_IMAGE_SIDE",

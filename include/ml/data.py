@@ -106,20 +106,34 @@ def to_tensor(processor: Any, images: list[Image.Image], chunk: int = 64) -> tor
     return torch.cat([pixel_values(processor, images[i : i + chunk]) for i in range(0, len(images), chunk)])
 
 
+def holdout_keys(items: Sequence[tuple[str | None, ...]]) -> list[str]:
+    """What puts each ``(uri, label[, sha256[, subject]])`` item on its side of the validation split
+    (:func:`validation_split`): its subject where it has one, which every image of that subject
+    shares, so a subject's slices are trained on or held out together; else its SHA-256 (its uri
+    for an unchecked ``(uri, label)``). Subjects are prefixed, so none can pose as a content."""
+    padded = ((*item, None, None)[:4] for item in items)
+    return [f"subject:{subject}" if subject else sha256 or uri for uri, _, sha256, subject in padded]
+
+
 def validation_split(
     keys: Sequence[str], targets: Sequence[int], fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation): an image is held out when a hash of ``seed`` and its key (its
-    SHA-256) falls below ``fraction``, so adding images never moves the others between the two.
-    Per class, at least one is held out and one trained on where it has two (the lowest and highest
-    hashes decide).
+    """Indices (train, validation): the images of a key (:func:`holdout_keys`: a subject, else one
+    content) are held out together when a hash of ``seed`` and the key falls below ``fraction``, so
+    adding images never moves the other keys between the two. Per class, at least one key is held
+    out and one trained on where it has two (the lowest and highest hashes decide); a class of one
+    key trains. A key is never split, so where a subject has images of two classes, the second
+    class's correction may undo the first's.
     """
     targets = np.asarray(targets)
-    draws = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") for key in keys])
+    unique_keys, key_of = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
+    draws = np.array(
+        [int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") for key in unique_keys]
+    )
     held = draws < fraction * 2.0**64
     if fraction > 0:
         for cls in np.unique(targets):
-            members = np.flatnonzero(targets == cls)
+            members = np.unique(key_of[targets == cls])
             order = members[np.argsort(draws[members], kind="stable")]
             if len(members) < 2:
                 held[members] = False
@@ -128,7 +142,8 @@ def validation_split(
                 held[order[0]] = True
             if held[members].all():
                 held[order[-1]] = False
-    return np.flatnonzero(~held), np.flatnonzero(held)
+    in_validation = held[key_of]
+    return np.flatnonzero(~in_validation), np.flatnonzero(in_validation)
 
 
 def augment(

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from include.ml import METRIC_NAMES
 from include.ml.bundle import save_model
-from include.ml.data import augment, read_images, to_tensor, validation_split
+from include.ml.data import augment, holdout_keys, read_images, to_tensor, validation_split
 from include.ml.hyperparameters import TrainConfig
 from include.ml.metrics import classification_metrics
 from include.ml.source import load_base_model
@@ -79,7 +79,8 @@ def fine_tune(
     :param images: the training images, decoded (see ``predict.open_image``).
     :param targets: the class index of each image.
     :param config: the hyperparameters.
-    :param keys: each image's SHA-256, which decides the validation holdout (default: its position).
+    :param keys: what decides each image's side of the validation holdout (``data.holdout_keys``: its
+        subject, else its SHA-256; default: its position).
     """
     # -- data: processed once; the held-out part picks the epoch to keep
     torch.manual_seed(config.seed)
@@ -206,8 +207,9 @@ def train_and_save(
 
     What a fine-tune task calls. Returns a small JSON-able summary (no tensors).
 
-    :param items: the gated snapshot's ``(uri, label, sha256)`` members: each file is checked against
-        its recorded SHA-256 as it is read (``data.ContentChanged`` names the file otherwise).
+    :param items: the gated snapshot's ``(uri, label, sha256[, subject])`` members: each file is
+        checked against its recorded SHA-256 as it is read (``data.ContentChanged`` names the file
+        otherwise); a subject's images are held out for validation or trained on together.
     :param read: returns a URI's bytes through the storage layer.
     :param labels: the classes, in output order.
     :param source: MRI_MODEL_SOURCE.
@@ -218,8 +220,7 @@ def train_and_save(
     """
     data = read_images(items, read, labels)
     base = load_base_model(source, labels, config.image_size, production_dir, seed=config.seed)
-    keys = [item[2] if len(item) > 2 else item[0] for item in items]
-    result = fine_tune(base.model, base.processor, data.images, data.targets, config, keys)
+    result = fine_tune(base.model, base.processor, data.images, data.targets, config, holdout_keys(items))
     summary = {
         "base_model": base.description,
         "hyperparameters": dataclasses.asdict(config),

@@ -6,9 +6,11 @@ with ``MetricResolutionError``), so one path serves both backends (docs/architec
 measurements that chose it for Postgres as well).
 
 Leakage and label conflicts compare pixels (views of migration 0008 over ``live_files``: the files
-not retracted); near-duplicates compare perceptual hashes across splits. Files registered before
-0008 have no pixel hashes: they are compared by their file hash, and not for near-duplicates. Each
-example of a failed measure names the two uploads, the newer first, and the command that takes one back.
+not retracted); near-duplicates compare perceptual hashes across splits; leakage by subject compares
+the subjects of registered files (view ``leaked_subjects``, migration 0010; files without a subject
+are not judged). Files registered before 0008 have no pixel hashes: they are compared by their file
+hash, and not for near-duplicates. Each example of a failed measure names the two uploads, the newer
+first (for a subject, its newest upload), and the command that takes one back.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 IMAGE_COLUMNS = ("content_hash", "label", "uri", "split", "width", "height", "mode")
 # The columns of live_files an example names an upload by.
 UPLOAD_COLUMNS = ("uri", "split", "label", "registered_at")
+# Subjects a failure names one by one; the rest are counted.
+SUBJECTS_NAMED = 10
 
 
 @dataclass(frozen=True)
@@ -72,18 +76,27 @@ def read_split(cursor: Any, p: str, split: str, cfg: Settings) -> SplitFrames:
     [(quarantined,)] = cursor.fetchall()
     leaks, conflicts = _pixel_problems(cursor, split)
     near = _near_duplicates(cursor, p, split, members, cfg.quality_near_duplicate_bits)
+    subjects = _leaked_subjects(cursor, p)
     images = members[list(IMAGE_COLUMNS)]
-    # Sorting with None labels never compares them: content hashes are unique among the members.
-    name = snapshot_id([(h, str(label)) for h, label in zip(images["content_hash"], images["label"], strict=True)])
+    name = snapshot_id(
+        (h, str(label), subject)
+        for h, label, subject in zip(members["content_hash"], members["label"], members["subject"], strict=True)
+    )
     counts = {label: int(n) for label, n in images["label"].value_counts().items() if label in cfg.labels}
     counts = {label: counts.get(label, 0) for label in cfg.labels}
-    measures = split_measures(counts, len(images), int(quarantined), leaks, conflicts, near)
+    measures = split_measures(counts, len(images), int(quarantined), leaks, conflicts, near, subjects)
     log.info("%s: %s registered images %s, snapshot %s", split, len(images), counts, name[:12])
     return SplitFrames(split, name, images, measures, counts)
 
 
 def split_measures(
-    counts: dict[str, int], registered: int, quarantined: int, leaks: Finding, conflicts: Finding, near: Finding
+    counts: dict[str, int],
+    registered: int,
+    quarantined: int,
+    leaks: Finding,
+    conflicts: Finding,
+    near: Finding,
+    subjects: Finding,
 ) -> pd.DataFrame:
     """One row: the measures that belong to the split, not to any one image."""
     smallest = min(counts, key=lambda label: (counts[label], label))
@@ -104,6 +117,8 @@ def split_measures(
                 "conflict_example": conflicts.example,
                 "near_duplicates": near.count,
                 "near_duplicate_example": near.example,
+                "leaked_subjects": subjects.count,
+                "leaked_subject_example": subjects.example,
             }
         ]
     )
@@ -161,15 +176,47 @@ def _near_duplicates(cursor: Any, p: str, split: str, members: pd.DataFrame, max
     return Finding(len(pairs), _two_uploads(cursor.fetchall(), apart="split", what=what))
 
 
+def _leaked_subjects(cursor: Any, p: str) -> Finding:
+    """Subjects with registered files in both splits (view ``leaked_subjects``: every one concerns
+    this split), named with their files per split, and the first one's newest upload with the command
+    that takes it back."""
+    cursor.execute("SELECT subject, train_files, test_files FROM leaked_subjects ORDER BY subject")
+    leaked = cursor.fetchall()
+    if not leaked:
+        return Finding(0)
+    named = ", ".join(
+        f"{subject!r} (train {train}, test {test} files)" for subject, train, test in leaked[:SUBJECTS_NAMED]
+    )
+    more = f" and {len(leaked) - SUBJECTS_NAMED} more" if len(leaked) > SUBJECTS_NAMED else ""
+    first = leaked[0][0]
+    cursor.execute(
+        f"SELECT {', '.join(UPLOAD_COLUMNS)} FROM live_files WHERE subject = {p} AND status = 'registered'", (first,)
+    )
+    newest = max(cursor.fetchall(), key=lambda f: (f[3], f[0]))
+    return Finding(
+        len(leaked),
+        f"{named}{more} in both splits: a subject's files belong in one split, so take back those in the other; "
+        f"the newest upload of {first!r} is {_upload(newest)}: {_retract_command(newest[0])}",
+    )
+
+
 def _two_uploads(files: list[tuple], apart: str, what: str) -> str:
     """The newest of ``files`` (rows of UPLOAD_COLUMNS) and the newest one whose ``apart`` column
     differs from it, in words, with the command that takes an upload back."""
     column = UPLOAD_COLUMNS.index(apart)
     newer, *rest = sorted(files, key=lambda f: (f[3], f[0]), reverse=True)
     older = next(f for f in rest if f[column] != newer[column])
-    named = " and ".join(
-        f"{uri} ({split}, {label}, registered {at:%Y-%m-%d %H:%M:%S})" for uri, split, label, at in (newer, older)
-    )
-    # Quoted for the shell, and `$` doubled for make, which expands its variables: pastes as printed.
-    command = f"make retract URI={shlex.quote(newer[0].replace('$', '$$'))} REASON='<why>'"
-    return f"{named} {what}; take the misplaced one back: {command} (or the other's URI)"
+    named = " and ".join(_upload(f) for f in (newer, older))
+    return f"{named} {what}; take the misplaced one back: {_retract_command(newer[0])} (or the other's URI)"
+
+
+def _upload(file: tuple) -> str:
+    """A row of UPLOAD_COLUMNS in words."""
+    uri, split, label, at = file
+    return f"{uri} ({split}, {label}, registered {at:%Y-%m-%d %H:%M:%S})"
+
+
+def _retract_command(uri: str) -> str:
+    """The command that takes the upload ``uri`` back: quoted for the shell, and `$` doubled for make,
+    which expands its variables, so it pastes as printed."""
+    return f"make retract URI={shlex.quote(uri.replace('$', '$$'))} REASON='<why>'"

@@ -39,6 +39,7 @@ EXAMPLE_OF = {
     "leaked_contents": "leak_example",
     "label_conflicts": "conflict_example",
     "near_duplicates": "near_duplicate_example",
+    "leaked_subjects": "leaked_subject_example",
 }
 
 

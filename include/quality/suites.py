@@ -111,4 +111,12 @@ def measure_expectations(cfg: Settings) -> list[Any]:
                 "split (a resized or re-compressed copy)"
             ),
         ),
+        gxe.ExpectColumnMaxToBeBetween(
+            column="leaked_subjects",
+            max_value=0,
+            description=(
+                "no subject in both splits: a subject's registered files all in train or all in test (view "
+                "leaked_subjects, over files not retracted; files without a subject are not judged)"
+            ),
+        ),
     ]

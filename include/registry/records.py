@@ -35,6 +35,9 @@ QUERY_CHUNK = 1000
 
 # `glioma (12).jpg`, and a re-upload kept beside it: `glioma (12) (upload 3f9a1c2b0e4d).jpg`.
 LABEL_IN_NAME = re.compile(r"^(?P<label>[^()]+?) \(\d+\)", flags=re.IGNORECASE)
+# A folder of the upload path naming the file's subject, `landing/train/subject=p017/slice 3.jpg`:
+# the Hive partition form, so other folders (`site_a/`) keep meaning nothing.
+SUBJECT_FOLDER = "subject="
 
 
 class ImageRecord(NamedTuple):
@@ -55,13 +58,22 @@ class ImageRecord(NamedTuple):
     # Of the decoded pixels (include.registry.pixels); None where nothing decoded.
     pixel_hash: str | None = None
     perceptual_hash: str | None = None
+    # The patient or study the file was taken from (migration 0010); None where none is given.
+    subject: str | None = None
 
 
 IMAGE_COLUMNS = ImageRecord._fields
 FILE_COLUMNS = ("uri", "content_hash", "split", "run_id")
 # What write_records stores per file: the label each file carries (migration 0004), so two files
-# with the same bytes and different labels show up in the `label_conflicts` view.
-FILE_ROW_COLUMNS = (*FILE_COLUMNS, "label")
+# with the same bytes and different labels show up in the `label_conflicts` view; and its subject.
+FILE_ROW_COLUMNS = (*FILE_COLUMNS, "label", "subject")
+
+
+class CsvEntry(NamedTuple):
+    """What a row of the labels CSV says of one file."""
+
+    label: str
+    subject: str | None  # None: no `subject` column, or its cell is empty
 
 
 @dataclass(frozen=True)
@@ -78,12 +90,9 @@ class Quarantine(Exception):
     """The file cannot be registered; the message is the reason stored with it."""
 
 
-def label_of(name: str, labels: tuple[str, ...], overrides: dict[str, str], paths: tuple[str, ...] = ()) -> str:
-    """The class of a file: the labels CSV when it names the file, else the file-name rule.
-
-    :param paths: the CSV names to look the file up by (see :func:`csv_names`); default its name.
-    """
-    label = next((overrides[p] for p in paths or (name,) if p in overrides), None)
+def label_of(name: str, labels: tuple[str, ...], entry: CsvEntry | None) -> str:
+    """The class of a file: the labels CSV when it names the file (``entry``), else the file-name rule."""
+    label = entry.label if entry else None
     if label is None:
         match = LABEL_IN_NAME.match(name)
         if not match:
@@ -138,16 +147,28 @@ def csv_names(key: str, split: str) -> tuple[str, ...]:
     return f"{split}/{relative}", relative
 
 
+def subject_of(relative: str, entry: CsvEntry | None) -> str | None:
+    """The subject of a file: the labels CSV's when its row gives one, else the nearest
+    ``subject=<id>`` folder of its path below landing/<split>/ (``relative``), else None."""
+    if entry and entry.subject:
+        return entry.subject
+    for folder in reversed(posixpath.dirname(relative).split("/")):
+        if folder.startswith(SUBJECT_FOLDER):
+            return folder.removeprefix(SUBJECT_FOLDER).strip() or None
+    return None
+
+
 def fingerprint(
     storage: Storage,
     uri: str,
     split: str,
     run_id: str,
     labels: tuple[str, ...],
-    overrides: dict[str, str],
+    overrides: dict[str, CsvEntry],
     limits: Limits,
 ) -> ImageRecord:
-    """Read one file and return its row: registered, or quarantined with the reason."""
+    """Read one file and return its row: registered, or quarantined with the reason (and the label
+    and subject it carries, where known)."""
     stored_uri = registry_uri(uri)
     try:
         data = storage.read(storage.key(uri), max_bytes=limits.max_bytes)
@@ -159,17 +180,31 @@ def fingerprint(
         )
         return unread(stored_uri, split, run_id, reason, 0)
     content_hash = hashlib.sha256(data).hexdigest()
-    label = None
+    label = subject = None
     try:
         if stored_uri != uri:
             raise Quarantine(
                 "file name is not valid UTF-8 (stored with \\x escapes); rename it in UTF-8 and upload it again"
             )
-        label = label_of(posixpath.basename(uri), labels, overrides, csv_names(storage.key(uri), split))
+        names = csv_names(storage.key(uri), split)
+        entry = next((overrides[name] for name in names if name in overrides), None)
+        subject = subject_of(names[1], entry)
+        label = label_of(posixpath.basename(uri), labels, entry)
         seen = inspect_image(data, limits)
     except Quarantine as why:
         return ImageRecord(
-            content_hash, stored_uri, split, label, None, None, None, len(data), "quarantined", str(why), run_id
+            content_hash,
+            stored_uri,
+            split,
+            label,
+            None,
+            None,
+            None,
+            len(data),
+            "quarantined",
+            str(why),
+            run_id,
+            subject=subject,
         )
     return ImageRecord(
         content_hash,
@@ -185,6 +220,7 @@ def fingerprint(
         run_id,
         seen.pixel_hash,
         seen.perceptual_hash,
+        subject,
     )
 
 
@@ -195,21 +231,27 @@ def unread(uri: str, split: str, run_id: str, reason: str, size: int) -> ImageRe
     return ImageRecord(key, uri, split, None, None, None, None, size, "quarantined", reason, run_id)
 
 
-def read_label_overrides(storage: Storage, key: str | None) -> dict[str, str]:
-    """``file,label`` rows of the labels CSV, lower-cased labels. ``file`` is the path as uploaded
-    below landing/<split>/ (``scan_001.jpg``, ``site_a/scan_001.jpg``), optionally prefixed by the
-    split (``test/scan_001.jpg``) where both splits hold that path."""
+def read_label_overrides(storage: Storage, key: str | None) -> dict[str, CsvEntry]:
+    """``file,label[,subject]`` rows of the labels CSV, lower-cased labels, subjects as written
+    (stripped; an empty cell is no subject). ``file`` is the path as uploaded below
+    landing/<split>/ (``scan_001.jpg``, ``site_a/scan_001.jpg``), optionally prefixed by the split
+    (``test/scan_001.jpg``) where both splits hold that path."""
     if key is None:
         return {}
     if not storage.exists(key):
         raise ConfigError(
             f"MRI_LABELS_CSV {key!r} is not in the storage (looked for {storage.uri(key)}). Upload the CSV "
-            "there (columns file,label) or unset MRI_LABELS_CSV to label by file name only."
+            "there (columns file,label and optionally subject) or unset MRI_LABELS_CSV to label by file name only."
         )
     rows = csv.DictReader(io.StringIO(storage.read(key).decode("utf-8-sig")))
     if not rows.fieldnames or not {"file", "label"} <= set(rows.fieldnames):
-        raise ValueError(f"MRI_LABELS_CSV {key!r} needs the columns file,label; found {rows.fieldnames}")
-    return {csv_path(row["file"]): row["label"].strip().lower() for row in rows}
+        raise ValueError(
+            f"MRI_LABELS_CSV {key!r} needs the columns file,label (and optionally subject); found {rows.fieldnames}"
+        )
+    return {
+        csv_path(row["file"]): CsvEntry(row["label"].strip().lower(), (row.get("subject") or "").strip() or None)
+        for row in rows
+    }
 
 
 def csv_path(name: str) -> str:
@@ -258,5 +300,5 @@ def write_records(db: RegistryDatabase, records: list[ImageRecord], run_id: str)
             "image_files",
             FILE_ROW_COLUMNS,
             "uri",
-            [(r.uri, r.content_hash, r.split, run_id, r.label) for r in records],
+            [(r.uri, r.content_hash, r.split, run_id, r.label, r.subject) for r in records],
         )

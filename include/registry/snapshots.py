@@ -1,11 +1,12 @@
 """Named snapshots of a split: what a quality gate validated, and exactly what a model saw.
 
 A snapshot is the set of registered contents of a split's files (retracted files left out) at one
-moment, named by the SHA-256 of its sorted ``content_hash label`` lines: the same data always has
-the same name, on every backend. Its members (``sql/split_members.sql``) are stored in
-``snapshot_images``, so rows registered after the gate ran wait for the next gate run instead of
-slipping into training. ``quality_runs.snapshot`` records which snapshot a gate run validated;
-:func:`passed_snapshot` is how training and evaluation ask for gated data.
+moment, named by the SHA-256 of its sorted ``content_hash label`` lines (`` subject`` added where an
+image has one): the same data always has the same name, on every backend. Its members
+(``sql/split_members.sql``) are stored in ``snapshot_images``, so rows registered after the gate
+ran wait for the next gate run instead of slipping into training. ``quality_runs.snapshot`` records
+which snapshot a gate run validated; :func:`passed_snapshot` is how training and evaluation ask for
+gated data.
 
 Reading and freezing share one transaction: :func:`stage_members` copies the members into a
 temporary table of that transaction and returns them, and :func:`freeze_staged` stores that copy by
@@ -16,13 +17,25 @@ row passes through Python twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from include.db import RegistryDatabase
 from include.db.queries import bound, sql_file
 
 # The columns split_members.sql returns, in order.
-MEMBER_COLUMNS = ("content_hash", "label", "uri", "split", "width", "height", "mode", "pixel_key", "perceptual_hash")
+MEMBER_COLUMNS = (
+    "content_hash",
+    "label",
+    "uri",
+    "split",
+    "width",
+    "height",
+    "mode",
+    "pixel_key",
+    "perceptual_hash",
+    "subject",
+)
 # The temporary table holding the members read in a transaction (gone with its connection).
 STAGED_MEMBERS = "staged_members"
 
@@ -31,6 +44,7 @@ class SnapshotImage(NamedTuple):
     content_hash: str
     label: str
     uri: str
+    subject: str | None = None  # the patient or study (migration 0010); None where none was given
 
 
 class Snapshot(NamedTuple):
@@ -49,9 +63,19 @@ class NoGatedSnapshotError(LookupError):
     """No quality-gate run has passed for the split yet; the message says what to run."""
 
 
-def snapshot_id(pairs: list[tuple[str, str]]) -> str:
-    """The name of a snapshot: SHA-256 of its sorted ``content_hash label`` lines."""
-    return hashlib.sha256("".join(f"{h} {label}\n" for h, label in sorted(pairs)).encode()).hexdigest()
+def snapshot_id(members: Iterable[tuple[str, ...]]) -> str:
+    """The name of a snapshot: SHA-256 of its sorted ``content_hash label`` lines, `` subject`` added
+    where a member ``(content_hash, label[, subject])`` has one. The subject decides the fine-tune's
+    validation holdout, so it is part of the data named; a snapshot without subjects keeps the name
+    it had before subjects existed."""
+    lines = sorted(" ".join([h, label, *filter(None, subject)]) for h, label, *subject in members)
+    return hashlib.sha256("".join(f"{line}\n" for line in lines).encode()).hexdigest()
+
+
+def member_image(row: tuple) -> SnapshotImage:
+    """A row of ``MEMBER_COLUMNS`` as a snapshot's member."""
+    member = dict(zip(MEMBER_COLUMNS, row, strict=True))
+    return SnapshotImage(*(member[name] for name in SnapshotImage._fields))
 
 
 def stage_members(cursor: Any, placeholder: str, split: str) -> list[tuple]:
@@ -75,8 +99,8 @@ def freeze_staged(cursor: Any, placeholder: str, name: str) -> None:
     cursor.execute(f"SELECT snapshot FROM snapshot_images WHERE snapshot = {placeholder} LIMIT 1", (name,))
     if cursor.fetchone() is None:
         cursor.execute(
-            "INSERT INTO snapshot_images (snapshot, split, content_hash, label, uri) "
-            f"SELECT CAST({placeholder} AS TEXT), split, content_hash, label, uri FROM {STAGED_MEMBERS}",
+            "INSERT INTO snapshot_images (snapshot, split, content_hash, label, uri, subject) "
+            f"SELECT CAST({placeholder} AS TEXT), split, content_hash, label, uri, subject FROM {STAGED_MEMBERS}",
             (name,),
         )
 
@@ -89,8 +113,8 @@ def take_snapshot(db: RegistryDatabase, split: str) -> Snapshot:
     :param split: ``train`` or ``test``.
     """
     with db.transaction() as cursor:
-        images = [SnapshotImage(h, label, uri) for h, label, uri, *_ in stage_members(cursor, db.placeholder, split)]
-        name = snapshot_id([(i.content_hash, i.label) for i in images])
+        images = [member_image(row) for row in stage_members(cursor, db.placeholder, split)]
+        name = snapshot_id([(i.content_hash, i.label, i.subject) for i in images])
         freeze_staged(cursor, db.placeholder, name)
     return Snapshot(name, split, sorted(images))
 
@@ -98,7 +122,7 @@ def take_snapshot(db: RegistryDatabase, split: str) -> Snapshot:
 def load_snapshot(db: RegistryDatabase, name: str) -> Snapshot:
     """The stored members of snapshot ``name``, sorted by content hash."""
     rows = db.fetch_all(
-        f"SELECT split, content_hash, label, uri FROM snapshot_images WHERE snapshot = {db.placeholder} "
+        f"SELECT split, content_hash, label, uri, subject FROM snapshot_images WHERE snapshot = {db.placeholder} "
         "ORDER BY content_hash",
         (name,),
     )

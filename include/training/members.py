@@ -20,18 +20,20 @@ from include.storage import Storage
 
 
 def write_members(storage: Storage, snapshot: Snapshot) -> dict:
-    """Write the ``(uri, label, sha256)`` members of ``snapshot``; return what a fine-tune needs to read them.
+    """Write the ``(uri, label, sha256, subject)`` members of ``snapshot`` (subject None where it has
+    none); return what a fine-tune needs to read them.
 
     :return: ``snapshot_id``, ``key`` (in the storage) and ``sha256`` (of the file).
     """
     key = f"snapshots/{snapshot.split}/{snapshot.snapshot_id}.json"
-    data = json.dumps([[image.uri, image.label, image.content_hash] for image in snapshot.images]).encode()
+    items = [[image.uri, image.label, image.content_hash, image.subject] for image in snapshot.images]
+    data = json.dumps(items).encode()
     storage.write(key, data)
     return {"snapshot_id": snapshot.snapshot_id, "key": key, "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def read_members(storage: Storage, members: dict) -> list[tuple[str, str, str]]:
-    """The ``(uri, label, sha256)`` items :func:`write_members` wrote.
+def read_members(storage: Storage, members: dict) -> list[tuple[str, str, str, str | None]]:
+    """The ``(uri, label, sha256, subject)`` items :func:`write_members` wrote.
 
     :param members: what :func:`write_members` returned.
     :raises ContentChanged: the file is not the one written, naming it and both hashes.

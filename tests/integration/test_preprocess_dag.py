@@ -210,6 +210,46 @@ def test_labels_csv_overrides_the_file_name_and_n_classes_work(registry, monkeyp
 
     labels = {uri.rsplit("/", 1)[1]: label for uri, label in db.fetch_all("SELECT uri, label FROM images")}
     assert labels == {"scan_001.jpg": "pituitary", "glioma (1).jpg": "meningioma", "glioma (2).jpg": "glioma"}
+    # A CSV without a subject column gives no file a subject.
+    assert db.fetch_all("SELECT DISTINCT subject FROM image_files") == [(None,)]
+
+
+def test_subjects_come_from_the_labels_csv_else_a_subject_folder(registry, monkeypatch):
+    db, storage = registry
+    monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
+    settings.cache_clear()
+    storage.write(
+        "labels.csv",
+        b"file,label,subject\n"
+        b"scan_001.jpg,glioma, P-001 \n"  # stripped
+        b"site_a/scan_002.jpg,meningioma,\n"  # an empty cell: no subject, and site_a/ is no subject
+        b"subject=P-009/scan_003.jpg,glioma,P-002\n",  # the CSV's subject wins over the folder's
+    )
+    files = {
+        "scan_001.jpg": image_bytes(1),
+        "scan_001 (upload 0123456789ab).jpg": image_bytes(2),  # a re-upload keeps its CSV row
+        "site_a/scan_002.jpg": image_bytes(3),
+        "subject=P-009/scan_003.jpg": image_bytes(4),
+        "subject=P-003/glioma (4).jpg": image_bytes(5),  # not in the CSV: labelled by name, subject by folder
+        "subject=P-003/day 2/meningioma (5).jpg": image_bytes(6),  # the nearest subject folder above it
+    }
+    for name, data in files.items():
+        storage.write(f"raw/train/{name}", data)
+
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+
+    area = storage.uri("raw/train/")
+    registered = db.fetch_all(
+        "SELECT f.uri, f.subject, i.subject FROM image_files f JOIN images i USING (content_hash)"
+    )
+    assert {uri.removeprefix(area): (subject, first) for uri, subject, first in registered} == {
+        "scan_001.jpg": ("P-001", "P-001"),
+        "scan_001 (upload 0123456789ab).jpg": ("P-001", "P-001"),
+        "site_a/scan_002.jpg": (None, None),
+        "subject=P-009/scan_003.jpg": ("P-002", "P-002"),
+        "subject=P-003/glioma (4).jpg": ("P-003", "P-003"),
+        "subject=P-003/day 2/meningioma (5).jpg": ("P-003", "P-003"),
+    }
 
 
 def test_registers_from_a_local_folder_and_from_s3_alike(storage_settings, duckdb_conn_id, monkeypatch):

@@ -107,7 +107,7 @@ def test_clean_data_passes_records_the_snapshot_and_emits(gate_env):
     assert (split, run_id, bool(success), snapshot) == ("train", run.run_id, True, expected)
     stats = statistics if isinstance(statistics, dict) else json.loads(statistics)
     assert stats["classes"] == {"glioma": 3, "meningioma": 3}
-    assert len(stats["expectations"]) == 18 and all("observed" in e for e in stats["expectations"])
+    assert len(stats["expectations"]) == 19 and all("observed" in e for e in stats["expectations"])
     assert passed_snapshot(db, "train").snapshot_id == expected
     assert gate_events(run) == 1
     # The run's Data Docs page, and an index page that links it.
@@ -146,6 +146,11 @@ FAULTS = {
     "two_labels": (
         add_train(record(30, "glioma"), record(30, "meningioma", name="meningioma (30).jpg")),
         "label_conflicts",
+        {},
+    ),
+    "subject_in_both_splits": (
+        add_train(record(31, "glioma")._replace(subject="P-1"), record(32, "glioma", "test")._replace(subject="P-1")),
+        "leaked_subjects",
         {},
     ),
 }
@@ -213,6 +218,54 @@ def test_a_resized_recompressed_copy_in_the_other_split_fails_as_a_near_duplicat
     monkeypatch.setenv("MRI_QUALITY_NEAR_DUPLICATE_BITS", str(apart - 1))
     settings.cache_clear()
     assert run_gate_dag()[0].state == DagRunState.SUCCESS
+
+
+def of_subject(subject: str, *records: ImageRecord) -> list[ImageRecord]:
+    return [r._replace(subject=subject) for r in records]
+
+
+def retract(db, *records: ImageRecord) -> None:
+    """Mark files retracted as `make retract` does (their bytes are not the gate's concern)."""
+    marks = ", ".join([db.placeholder] * len(records))
+    with db.transaction() as cursor:
+        cursor.execute(
+            f"UPDATE image_files SET retracted_at = current_timestamp WHERE uri IN ({marks})", [r.uri for r in records]
+        )
+
+
+def test_a_subject_in_both_splits_fails_both_gates_naming_it_until_its_files_are_in_one(gate_env, monkeypatch):
+    db, tmp_path = gate_env
+    monkeypatch.setenv("MRI_QUALITY_MAX_QUARANTINE_RATE", "0.5")  # the quarantined file below is no fault here
+    settings.cache_clear()
+    in_train = of_subject("P-7", record(50, "glioma"), record(51, "glioma")) + of_subject(
+        "P-8", record(52, "meningioma")
+    )
+    write_records(db, in_train, "r2")
+    in_test = of_subject("P-8", record(62, "meningioma", "test")) + of_subject("P-7", record(61, "glioma", "test"))
+    write_records(db, in_test, "r3")
+    # Not judged: a subject in one split, a retracted file and a quarantined one (in no snapshot).
+    left_out = of_subject("P-9", record(53, "glioma"), record(64, "glioma", "test"))
+    quarantined = of_subject("P-9", record(63, "glioma", "test")._replace(status="quarantined", reason="too small"))
+    write_records(db, left_out + quarantined, "r4")
+    retract(db, left_out[1])
+
+    for split in ("train", "test"):
+        run, _ = run_gate_dag(split)
+
+        assert run.state == DagRunState.FAILED
+        assert failed_columns(db, run) == {"leaked_subjects"}
+        error = failure_message(tmp_path, split)
+        named = "'P-7' (train 2, test 1 files), 'P-8' (train 1, test 1 files) in both splits"
+        assert f"observed 2 (leaked_subject_example: {named}" in error and "P-9" not in error
+        newest = in_test[1].uri
+        assert f"the newest upload of 'P-7' is {newest} (test, glioma, registered " in error
+        assert f"make retract URI={shlex.quote(newest)} REASON=" in error
+
+    retract(db, *in_test)  # each subject's files in one split now
+
+    assert [run_gate_dag(split)[0].state for split in ("train", "test")] == [DagRunState.SUCCESS] * 2
+    subjects = {i.content_hash: i.subject for i in passed_snapshot(db, "train").images}
+    assert subjects[in_train[0].content_hash] == "P-7" and subjects[CLEAN["train"][0].content_hash] is None
 
 
 def test_rows_written_while_the_gate_validates_are_not_frozen_and_the_run_is_recorded(gate_env, db_conn_id):

@@ -1,11 +1,22 @@
 """Snapshots on DuckDB and a real PostgreSQL: named by content, frozen, and only gated ones are served."""
 
+import hashlib
+
 import pytest
 
 from include.db import get_database
 from include.db.migrations import apply_migrations
+from include.ml.data import holdout_keys
 from include.registry.records import ImageRecord, write_records
-from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id, take_snapshot
+from include.registry.snapshots import (
+    NoGatedSnapshotError,
+    load_snapshot,
+    passed_snapshot,
+    snapshot_id,
+    take_snapshot,
+)
+from include.storage import get_storage
+from include.training.members import read_members, write_members
 
 
 def record(n: int, label: str, split: str = "train") -> ImageRecord:
@@ -33,6 +44,9 @@ def record_gate(db, split: str, run_id: str, snapshot: str, success: bool) -> No
 def test_snapshot_name_depends_on_content_and_labels_not_order():
     assert snapshot_id([("a", "glioma"), ("b", "meningioma")]) == snapshot_id([("b", "meningioma"), ("a", "glioma")])
     assert snapshot_id([("a", "glioma")]) != snapshot_id([("a", "meningioma")])
+    # A subject is part of the name; without one, the name is the one snapshots had before subjects.
+    assert snapshot_id([("a", "glioma", "P-1")]) != snapshot_id([("a", "glioma", None)])
+    assert snapshot_id([("a", "glioma", None)]) == hashlib.sha256(b"a glioma\n").hexdigest()
 
 
 def test_rows_registered_after_the_snapshot_are_not_in_it(db):
@@ -46,6 +60,21 @@ def test_rows_registered_after_the_snapshot_are_not_in_it(db):
     assert served.snapshot_id == first.snapshot_id
     assert [i.content_hash for i in served.images] == [f"{1:064x}", f"{2:064x}"]
     assert served.label_counts() == {"glioma": 1, "meningioma": 1}
+
+
+def test_a_snapshot_keeps_its_subjects_and_hands_them_to_the_fine_tune(db, tmp_path):
+    subject_1 = [record(n, "glioma")._replace(subject="P-1") for n in (1, 2)]
+    write_records(db, [*subject_1, record(3, "meningioma")], "r1")
+
+    taken = take_snapshot(db, "train")
+
+    assert [i.subject for i in taken.images] == ["P-1", "P-1", None]
+    assert taken.snapshot_id == snapshot_id([(i.content_hash, i.label, i.subject) for i in taken.images])
+    assert load_snapshot(db, taken.snapshot_id) == taken
+    # The fine-tune reads the members from the storage: a subject's images share one holdout key.
+    storage = get_storage(str(tmp_path / "storage"))
+    items = read_members(storage, write_members(storage, taken))
+    assert holdout_keys(items) == ["subject:P-1", "subject:P-1", f"{3:064x}"]
 
 
 def test_taking_the_same_snapshot_twice_stores_its_members_once(db):
