@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from launcher.progress import ACTIVE_TASK_STATES, FAILED_TASK_STATES, LaunchPlan, Login, Run
+from launcher.progress import ACTIVE_TASK_STATES, FAILED_TASK_STATES, LaunchPlan, Login, Run, reparse_interval
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def prepare(ui: bool) -> LaunchPlan:
             ("scheduler", ["scheduler", "--skip-serve-logs"], {}),
             ("triggerer", ["triggerer", "--skip-serve-logs"], {}),
         ],
+        env=reparse_interval("scheduler"),
     )
     if ui:
         plan.components.append(("webserver", ["webserver", "--port", str(UI_PORT), "--hostname", "127.0.0.1"], {}))

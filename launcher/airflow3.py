@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from launcher.progress import ACTIVE_TASK_STATES, FAILED_TASK_STATES, LaunchPlan, Login, Run
+from launcher.progress import ACTIVE_TASK_STATES, FAILED_TASK_STATES, LaunchPlan, Login, Run, reparse_interval
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def prepare(ui: bool) -> LaunchPlan:
         "AIRFLOW__API__BASE_URL": base,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
         **one_task_at_a_time_on_sqlite(),
+        **reparse_interval("dag_processor"),
     }
     return LaunchPlan(
         first=[

@@ -16,6 +16,7 @@ A major's module offers:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,6 +67,19 @@ class LaunchPlan:
     api_url: str | None = None
     ui_url: str | None = None
     login: Login | None = None
+
+
+# The demo's DAG files do not change while it runs, yet Airflow parses every file again every 30 s
+# by default (``min_file_process_interval``). Each file is parsed when its component starts, then
+# again after this long, unless the environment sets the option.
+REPARSE_SECONDS = 600
+
+
+def reparse_interval(section: str) -> dict[str, str]:
+    """The environment that sets ``[<section>] min_file_process_interval`` to REPARSE_SECONDS, unless
+    it is set already (the option's section: ``scheduler`` on 2.x, ``dag_processor`` on 3.x)."""
+    name = f"AIRFLOW__{section.upper()}__MIN_FILE_PROCESS_INTERVAL"
+    return {} if name in os.environ else {name: str(REPARSE_SECONDS)}
 
 
 class Progress(Protocol):

@@ -333,3 +333,17 @@ def test_on_airflow_3_the_embedded_profile_runs_one_task_at_a_time_unless_told_o
     monkeypatch.delenv("AIRFLOW__CORE__PARALLELISM")
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://airflow@127.0.0.1/airflow")
     assert airflow3.one_task_at_a_time_on_sqlite() == {}
+
+
+def test_the_demo_parses_each_dag_file_at_start_and_not_every_30_s_unless_the_environment_says(monkeypatch):
+    from airflow.configuration import conf
+
+    from launcher.progress import REPARSE_SECONDS
+    from launcher.services import this_airflow
+
+    [(name, value)] = [(k, v) for k, v in this_airflow.prepare(ui=False).env.items() if "MIN_FILE_PROCESS" in k]
+    section = name.split("__")[1].lower()
+    assert conf.has_option(section, "min_file_process_interval"), name  # this major's option, not the other's
+    assert value == str(REPARSE_SECONDS)
+    monkeypatch.setenv(name, "30")
+    assert name not in this_airflow.prepare(ui=False).env
