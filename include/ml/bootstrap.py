@@ -63,7 +63,10 @@ def metric_values(metric: str, targets: np.ndarray, probabilities: np.ndarray, r
         if num_labels == 2:
             return _binary_auc(y == 1, probabilities[rows, 1])
         per_class = np.stack([_binary_auc(y == k, probabilities[rows, k]) for k in range(num_labels)])
-        return per_class.mean(axis=0)  # NaN when a class is missing from the resample, as roc_auc's None
+        # Over the classes present, as metrics.roc_auc (resamples keep each class's count); NaN with fewer than two.
+        present = np.isfinite(per_class).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(present >= 2, np.nansum(per_class, axis=0) / present, np.nan)
     predicted = probabilities.argmax(axis=1)[rows]
     if metric == "accuracy":
         return (predicted == y).mean(axis=1)

@@ -108,7 +108,13 @@ def evaluate_probabilities(
         "probabilities": np.asarray(probabilities, dtype=float).round(6).tolist(),
     }
     atomic_write(predictions, json.dumps(record))
+    missing = [label for label, row in zip(labels, metrics["per_class"], strict=True) if not row["images"]]
+    if missing:
+        # Said, not hidden: the ROC AUC (if any) is over the other classes only.
+        log.warning("%s: no image of %s; ROC AUC of the others: %s", title, ", ".join(missing), metrics["roc_auc"])
     auc = f"ROC AUC {metrics['roc_auc']:.3f}" if metrics["roc_auc"] is not None else "ROC AUC n/a"
+    if missing:
+        auc += f" (no {', '.join(missing)})"
     roc = plot_roc(targets, probabilities, labels, Path(out_dir) / "roc.png", f"{title}\n{auc}, n={len(targets)}")
     confusion = plot_confusion(
         metrics["confusion_matrix"],

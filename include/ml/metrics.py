@@ -1,7 +1,9 @@
 """Classification metrics from class probabilities, and their pictures; scikit-learn does the math.
 
 ROC AUC is computed on probabilities, never on hard 0/1 predictions: one-vs-rest, macro-averaged,
-for N classes, and None unless every class is present. Precision, recall and F1 are of the
+for N classes. A class with no image has no ROC curve: the macro average is over the classes that
+have one (``per_class`` says which: its ``roc_auc`` is None), and None only when fewer than two
+classes are present. Precision, recall and F1 are of the
 positive class (index 1) for two classes, macro-averaged for more; ``per_class`` gives each class's
 own and ``balanced_accuracy`` the mean recall, which no label order changes. The loss is the mean
 cross-entropy, ``brier`` the mean squared error of the probabilities (calibration: 0 is perfect).
@@ -47,18 +49,24 @@ def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     return float(sk.roc_auc_score(positive, scores))
 
 
+def class_aucs(targets: Sequence[int], probabilities: np.ndarray) -> list[float | None]:
+    """Each class's one-vs-rest ROC AUC on its probability column; None for a class with no image
+    (or with every image)."""
+    targets, probabilities = np.asarray(targets), checked_probabilities(probabilities)
+    return [binary_auc(targets == k, probabilities[:, k]) for k in range(probabilities.shape[1])]
+
+
 def roc_auc(targets: Sequence[int], probabilities: np.ndarray) -> float | None:
-    """ROC AUC on probabilities: P(class 1) for two classes, one-vs-rest macro for more.
+    """ROC AUC on probabilities: P(class 1) for two classes; for more, the mean of the one-vs-rest
+    AUCs of the classes present (scikit-learn's macro one-vs-rest when every class is).
 
     :raises ValueError: when a row of ``probabilities`` holds NaN.
     """
-    targets, probabilities = np.asarray(targets), checked_probabilities(probabilities)
-    num_labels = probabilities.shape[1]
-    if num_labels == 2:
-        return binary_auc(targets == 1, probabilities[:, 1])
-    if len(np.unique(targets)) < num_labels:
-        return None  # a class with no image has no ROC curve
-    return float(sk.roc_auc_score(targets, probabilities, multi_class="ovr", average="macro", labels=range(num_labels)))
+    aucs = class_aucs(targets, probabilities)
+    if len(aucs) == 2:
+        return aucs[1]
+    defined = [auc for auc in aucs if auc is not None]
+    return float(np.mean(defined)) if len(defined) >= 2 else None
 
 
 def roc_curve(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,14 +113,15 @@ def classification_metrics(targets: Sequence[int], probabilities: np.ndarray) ->
     num_labels = probabilities.shape[1]
     predictions = probabilities.argmax(axis=1)
     precision, recall, f1 = precision_recall_f1(targets, predictions, num_labels)
-    per_class = [{"precision": 0.0, "recall": 0.0, "f1": 0.0, "images": 0} for _ in range(num_labels)]
+    aucs = class_aucs(targets, probabilities)
+    per_class = [{"precision": 0.0, "recall": 0.0, "f1": 0.0, "images": 0, "roc_auc": None} for _ in aucs]
     if len(targets):
         columns = sk.precision_recall_fscore_support(
             targets, predictions, labels=range(num_labels), average=None, zero_division=0
         )
         per_class = [
-            {"precision": float(p), "recall": float(r), "f1": float(f), "images": int(n)}
-            for p, r, f, n in zip(*columns, strict=True)
+            {"precision": float(p), "recall": float(r), "f1": float(f), "images": int(n), "roc_auc": auc}
+            for p, r, f, n, auc in zip(*columns, aucs, strict=True)
         ]
     present = [c["recall"] for c in per_class if c["images"]]
     picked = probabilities[np.arange(len(targets)), targets]

@@ -17,6 +17,7 @@ from PIL import Image
 from include import ml
 from include.config import ConfigError, load_settings
 from include.ml.architectures import checked_architecture
+from include.ml.bootstrap import metric_interval
 from include.ml.bundle import BundleError, load_model, save_model
 from include.ml.evaluate import evaluate
 from include.ml.hyperparameters import TrainConfig
@@ -142,7 +143,7 @@ def test_a_confident_mistake_costs_a_finite_loss():
     assert metrics["loss"] == pytest.approx(-np.log(1e-12) / 2)
 
 
-def test_roc_auc_is_none_without_every_class_and_the_rest_still_counts():
+def test_roc_auc_is_none_with_one_class_and_over_the_classes_present_otherwise():
     one_class = classification_metrics([1, 1, 1], np.array([[0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]))
     assert one_class["roc_auc"] is None
     assert (one_class["accuracy"], one_class["precision"], one_class["recall"]) == (
@@ -150,8 +151,13 @@ def test_roc_auc_is_none_without_every_class_and_the_rest_still_counts():
         pytest.approx(1.0),
         pytest.approx(2 / 3),
     )
-    missing_class = classification_metrics([0, 1, 0, 1], np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3]] * 2))
-    assert missing_class["roc_auc"] is None
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.4, 0.35, 0.25], [0.45, 0.5, 0.05]])
+    missing_class = classification_metrics([0, 1, 0, 1], probabilities)
+    # Class 2 has no image, so no ROC curve: said per class, and the macro is over classes 0 and 1.
+    assert [c["roc_auc"] for c in missing_class["per_class"]] == [0.75, 1.0, None]
+    assert missing_class["roc_auc"] == pytest.approx(0.875)
+    interval = metric_interval([0, 1, 0, 1], probabilities, "roc_auc", 200)
+    assert interval.value == pytest.approx(0.875) and interval.resamples == 200
     assert missing_class["confusion_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 0]]
     assert missing_class["precision"] == pytest.approx(2 / 3)  # class 2, never predicted, counts as 0
     fpr, tpr = roc_curve(np.array([False, False, False]), np.array([0.1, 0.3, 0.3]))
