@@ -16,8 +16,18 @@ ARG REQUIREMENTS=requirements-lock.txt
 # The lock pins torch==2.13.0+cpu, which lives on PyTorch's CPU index, not on PyPI. --no-deps: the
 # lock is the whole resolved set, made with the override that lifts astro-sdk's stale flask-session
 # cap (overrides-airflow2.txt), which pip's own resolver would trip on.
+# --require-hashes is what makes the extra index safe. pip cannot restrict an index to one package:
+# it takes any locked name from PyPI or download.pytorch.org alike, so without hashes whatever file
+# either index serves under a locked name and version would be installed. With hashes, a file whose
+# sha256 is not one the lock lists for it is refused, whichever index it comes from.
+# torch's hash was taken, when the lock was made, from the local wheel
+# /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl on a machine that cannot reach
+# download.pytorch.org: it was not checked against PyTorch's index. If that index serves other bytes,
+# the build stops with a hash mismatch; re-lock then with `make lock` where /opt/wheels is absent and
+# the index reachable (uv records the index's torch files). Only that x86_64 file is locked: arm64 is
+# refused too.
 COPY --chown=root:root requirements-lock.txt requirements-airflow3-lock.txt /opt/airflow/
-RUN pip install --no-cache-dir --no-deps \
+RUN pip install --no-cache-dir --no-deps --require-hashes \
         --extra-index-url https://download.pytorch.org/whl/cpu \
         -r /opt/airflow/${REQUIREMENTS}
 

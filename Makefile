@@ -59,17 +59,24 @@ help:  ## list the targets
 
 # Byte-compiled at install, as pip does and uv does not by default: where PYTHONDONTWRITEBYTECODE is
 # set (CI images), every Airflow task process would otherwise compile ~1,400 modules first (+2.5 s).
+# --require-hashes: every file must match a sha256 the lock lists for it, whichever index or wheel
+# folder it comes from (torch's extra index included), or uv refuses it and installs nothing. uv
+# itself comes the same way, by hash (requirements-uv-lock.txt), wheels only.
+# --no-deps, as in the Dockerfile: the lock is the whole resolved set, made with $(OVERRIDES) already;
+# hash-checking mode refuses an override that is not pinned and hashed (flask-session>=0.8.0).
 install: $(INSTALLED)  ## create .venv and install the locked packages (idempotent)
-$(INSTALLED): $(LOCK)
+$(INSTALLED): $(LOCK) requirements-uv-lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --python $(BIN)/python --reinstall --compile-bytecode $(WHEELS) $(OVERRIDES) -r $(LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --only-binary :all: -r requirements-uv-lock.txt
+	$(BIN)/uv pip install --python $(BIN)/python --reinstall --compile-bytecode --require-hashes --no-deps $(WHEELS) -r $(LOCK)
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Run where the lock files are: uv keeps their pins as preferences, so a re-run changes only what must.
-lock: install  ## re-resolve the requirements of this AIRFLOW into its lock files
-	$(BIN)/uv pip compile $(REQUIREMENTS) --python-version 3.11 $(WHEELS) $(OVERRIDES) -o $(RUNTIME_LOCK)
-	$(BIN)/uv pip compile $(DEV_REQUIREMENTS) -c $(RUNTIME_LOCK) --python-version 3.11 $(WHEELS) $(OVERRIDES) -o $(LOCK)
+# --generate-hashes: the sha256 of every file of every pinned version, which install requires. torch's
+# come from the wheel uv resolves: /opt/wheels where it exists, else PyTorch's CPU index.
+lock: install  ## re-resolve the requirements of this AIRFLOW into its lock files (with hashes)
+	$(BIN)/uv pip compile $(REQUIREMENTS) --python-version 3.11 --generate-hashes $(WHEELS) $(OVERRIDES) -o $(RUNTIME_LOCK)
+	$(BIN)/uv pip compile $(DEV_REQUIREMENTS) -c $(RUNTIME_LOCK) --python-version 3.11 --generate-hashes $(WHEELS) $(OVERRIDES) -o $(LOCK)
 
 # Airflow's metadata DB is migrated once per configured database, not per file: the stamp names the
 # hash of the connection string, so switching to the Postgres profile in the same checkout migrates it.

@@ -44,7 +44,7 @@ def test_every_pinned_package_imports_at_its_locked_version():
 
 def test_the_default_stack_is_airflow_2_11_on_its_last_patch_with_the_astro_sdk():
     default = (Path(__file__).resolve().parents[2] / "requirements-lock.txt").read_text()
-    assert re.search(r"^apache-airflow==2\.11\.2$", default, re.M)
-    assert re.search(r"^astro-sdk-python==1\.9\.0$", default, re.M)
+    assert re.search(r"^apache-airflow==2\.11\.2(?= |$)", default, re.M)
+    assert re.search(r"^astro-sdk-python==1\.9\.0(?= |$)", default, re.M)
     airflow3 = (Path(__file__).resolve().parents[2] / "requirements-airflow3-lock.txt").read_text()
-    assert re.search(r"^apache-airflow==3\.3\.2$", airflow3, re.M) and "astro-sdk-python" not in airflow3
+    assert re.search(r"^apache-airflow==3\.3\.2(?= |$)", airflow3, re.M) and "astro-sdk-python" not in airflow3
