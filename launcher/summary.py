@@ -49,14 +49,14 @@ def build_summary(counts: dict[str, Counter], until: str, wall_seconds: float) -
     test_snapshot = (gate["test"] or {}).get("snapshot") if summary["gate_passed"]["test"] else None
     summary["test_snapshot"] = test_snapshot
     # Beside the chosen model: the untrained network (chance) and the learned baseline it had to beat.
-    summary["baseline"] = result_of(db, "m.role = 'baseline'", test_snapshot)
-    summary["learned_baseline"] = result_of(db, "m.role = 'learned_baseline'", test_snapshot)
+    summary["baseline"] = result_of(db, test_snapshot, role="baseline")
+    summary["learned_baseline"] = result_of(db, test_snapshot, role="learned_baseline")
     production = db.fetch_all("SELECT model_id, path FROM models WHERE stage = 'production'")
     summary["promoted_model"] = production[0][0] if production else None
     summary["fine_tuned"] = (
-        result_of(db, f"m.model_id = {p}", test_snapshot, (production[0][0],))
+        result_of(db, test_snapshot, model_id=production[0][0])
         if production
-        else result_of(db, "m.role = 'fine_tuned'", test_snapshot)
+        else result_of(db, test_snapshot, role="fine_tuned")
     )
     summary["roc_png"] = (summary["fine_tuned"] or {}).get("roc_png")
     summary["bundle"] = str(Path(settings().production_dir) / "current") if production else None
@@ -74,27 +74,19 @@ def data_docs_index(run_page: str | None) -> str | None:
 
 
 def latest_gate(db: RegistryDatabase, split: str) -> dict | None:
-    rows = db.fetch_all(
-        "SELECT success, snapshot, report_path, run_id FROM quality_runs "
-        f"WHERE split = {db.placeholder} ORDER BY created_at DESC LIMIT 1",
-        (split,),
-    )
+    rows = db.fetch_all(*db.statement("latest_gate_run.sql", split=split))
     return dict(zip(("success", "snapshot", "report_path", "run_id"), rows[0], strict=True)) if rows else None
 
 
-def result_of(db: RegistryDatabase, which: str, snapshot: str | None, parameters: tuple = ()) -> dict | None:
-    """The newest result on ``snapshot`` of the model(s) ``which`` selects (a code constant): the
-    latest baseline of a role, or the production model's latest evaluation; with the 95% intervals of
+def result_of(
+    db: RegistryDatabase, snapshot: str | None, role: str | None = None, model_id: str | None = None
+) -> dict | None:
+    """The newest result on ``snapshot`` of a model of ``role`` or of the model ``model_id`` (give one):
+    the latest baseline of a role, or the production model's latest evaluation; with the 95% intervals of
     its ROC AUC and accuracy and the validation ROC AUC its sweep chose it by (None for a baseline)."""
     if snapshot is None:
         return None
-    rows = db.fetch_records(
-        "SELECT r.model_id, r.roc_auc, r.accuracy, r.f1, r.loss, r.balanced_accuracy, r.brier, r.roc_auc_low, "
-        "r.roc_auc_high, r.accuracy_low, r.accuracy_high, m.val_roc_auc, r.roc_png FROM model_results r "
-        f"JOIN models m ON m.model_id = r.model_id WHERE {which} AND r.test_snapshot = {db.placeholder} "
-        "ORDER BY r.evaluated_at DESC, r.result_id DESC LIMIT 1",
-        (*parameters, snapshot),
-    )
+    rows = db.fetch_records(*db.statement("summary_result.sql", role=role, model_id=model_id, test_snapshot=snapshot))
     if not rows:
         return None
     row = {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[0].items()}

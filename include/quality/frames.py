@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from include.config import Settings
+from include.db.queries import bound, sql_file
 from include.quality.near_duplicates import close_pairs, hash_bytes
 from include.registry.snapshots import MEMBER_COLUMNS, snapshot_id, stage_members
 
@@ -157,10 +158,7 @@ def _near_duplicates(cursor: Any, p: str, split: str, members: pd.DataFrame, max
     """Pairs of images, one of this split's ``members`` and one of the other split's files, whose
     perceptual hashes differ in at most ``max_bits`` bits but whose pixels differ (the same pixels
     are a leak, counted there)."""
-    cursor.execute(
-        f"SELECT uri, pixel_key, perceptual_hash FROM live_files WHERE perceptual_hash IS NOT NULL AND split <> {p}",
-        (split,),
-    )
+    cursor.execute(*bound(sql_file("near_duplicate_candidates.sql"), {"split": split}, p))
     theirs = cursor.fetchall()
     ours = members[members["perceptual_hash"].notna()]
     if not theirs or ours.empty:

@@ -24,6 +24,7 @@ import pendulum
 
 from include.config import Settings, settings
 from include.db import RegistryDatabase
+from include.db.queries import bound, sql_file
 from include.quality import docs, suites
 from include.quality.frames import SplitFrames, read_split
 from include.registry.snapshots import freeze_staged
@@ -214,13 +215,15 @@ def validate(frames: SplitFrames, run_id: str, kind: str, cfg: Settings) -> Gate
 
 def record_gate_run(cursor: Any, p: str, outcome: GateOutcome) -> None:
     """Write the run's ``quality_runs`` row; a cleared and re-run task replaces its own row."""
-    key = (GATE_SUITE, outcome.split, outcome.run_id)
-    cursor.execute(f"DELETE FROM quality_runs WHERE suite = {p} AND split = {p} AND run_id = {p}", key)
-    cursor.execute(
-        "INSERT INTO quality_runs (suite, split, run_id, success, statistics, report_path, snapshot) "
-        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
-        (*key, outcome.success, json.dumps(outcome.statistics()), outcome.pages["images"], outcome.snapshot_id),
-    )
+    key = {"suite": GATE_SUITE, "split": outcome.split, "run_id": outcome.run_id}
+    cursor.execute(f"DELETE FROM quality_runs WHERE suite = {p} AND split = {p} AND run_id = {p}", tuple(key.values()))
+    row = key | {
+        "success": outcome.success,
+        "statistics": json.dumps(outcome.statistics()),
+        "report_path": outcome.pages["images"],
+        "snapshot": outcome.snapshot_id,
+    }
+    cursor.execute(*bound(sql_file("insert_quality_run.sql"), row, p))
 
 
 def _expectation(suite_name: str, result: Any, measures: dict) -> dict:

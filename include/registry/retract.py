@@ -129,11 +129,7 @@ def _mark_retracted(db: RegistryDatabase, uri: str, by: str, reason: str, moved:
     """Mark the row retracted unless it is already (the first retraction's values stay); return it."""
     p = db.placeholder
     with db.transaction() as cursor:
-        cursor.execute(
-            f"UPDATE image_files SET retracted_at = current_timestamp, retracted_by = {p}, "
-            f"retraction_reason = {p}, quarantined_as = {p} WHERE uri = {p} AND retracted_at IS NULL",
-            (by, reason, moved, uri),
-        )
+        cursor.execute(*db.statement("retract_file.sql", retracted_by=by, reason=reason, quarantined_as=moved, uri=uri))
         return _file_row(cursor, p, uri)
 
 

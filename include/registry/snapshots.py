@@ -121,11 +121,7 @@ def take_snapshot(db: RegistryDatabase, split: str) -> Snapshot:
 
 def load_snapshot(db: RegistryDatabase, name: str) -> Snapshot:
     """The stored members of snapshot ``name``, sorted by content hash."""
-    rows = db.fetch_all(
-        f"SELECT split, content_hash, label, uri, subject FROM snapshot_images WHERE snapshot = {db.placeholder} "
-        "ORDER BY content_hash",
-        (name,),
-    )
+    rows = db.fetch_all(*db.statement("snapshot_members.sql", snapshot=name))
     if not rows:
         raise NoGatedSnapshotError(f"Snapshot {name!r} has no stored members in {db!r}.")
     return Snapshot(name, rows[0][0], [SnapshotImage(*row[1:]) for row in rows])
@@ -133,11 +129,7 @@ def load_snapshot(db: RegistryDatabase, name: str) -> Snapshot:
 
 def passed_snapshot_id(db: RegistryDatabase, split: str) -> str | None:
     """The name of the snapshot the newest passing quality-gate run of ``split`` validated, or None."""
-    rows = db.fetch_all(
-        f"SELECT snapshot FROM quality_runs WHERE split = {db.placeholder} AND success AND snapshot IS NOT NULL "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
-        (split,),
-    )
+    rows = db.fetch_all(*db.statement("passed_snapshot.sql", split=split))
     return rows[0][0] if rows else None
 
 

@@ -194,11 +194,13 @@ def latest_result(db: RegistryDatabase, role: str, test_snapshot: str) -> dict |
 
 def has_learned_baseline(db: RegistryDatabase, train_snapshot: str, test_snapshot: str) -> bool:
     """Whether a learned baseline fitted on ``train_snapshot`` has a result on ``test_snapshot``."""
-    p = db.placeholder
     [(count,)] = db.fetch_all(
-        f"SELECT COUNT(*) FROM model_results r JOIN models m ON m.model_id = r.model_id "
-        f"WHERE m.role = {p} AND m.train_snapshot = {p} AND r.test_snapshot = {p}",
-        (LEARNED_BASELINE, train_snapshot, test_snapshot),
+        *db.statement(
+            "learned_baseline_results.sql",
+            role=LEARNED_BASELINE,
+            train_snapshot=train_snapshot,
+            test_snapshot=test_snapshot,
+        )
     )
     return count > 0
 

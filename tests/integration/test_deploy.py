@@ -238,6 +238,15 @@ def a_sweep_on_two_snapshots(db, model_dirs, tmp_path) -> None:
     add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=3, model_id="m-y")
 
 
+def m_a_on_the_new_snapshot(db, model_dirs, **more) -> None:
+    """NEW gated, the learned baseline at ROC AUC 0.5 on it, and m-a evaluated there at 0.90 (``more``:
+    other columns of its result): the first production model to be, before the test's next step."""
+    gate(db, NEW, at=1)
+    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
+    add_model(db, "m-a", model_dirs["m-a"], created=1)
+    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, **more)
+
+
 def test_the_newest_sweep_is_chosen_on_validation_and_only_its_choice_meets_the_test_snapshot(
     registry, model_dirs, tmp_path
 ):
@@ -298,10 +307,7 @@ def test_worse_model_is_kept_out_better_one_promoted_and_history_stays(registry,
     events_before = deployed_events()
     monkeypatch.setenv("MRI_PROMOTION_MARGIN", "0.02")
     settings.cache_clear()
-    gate(db, NEW, at=1)
-    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
-    add_model(db, "m-a", model_dirs["m-a"], created=1)
-    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
+    m_a_on_the_new_snapshot(db, model_dirs, roc_png=roc_png(tmp_path, "roc-a"))
     first, _ = run_deploy()
     assert first["reason"].startswith("First production model: m-a")
 
@@ -354,10 +360,7 @@ def test_a_gain_within_chance_is_not_promoted_and_the_decision_keeps_its_interva
     """Margin 0: one more correctly ordered pair in a hundred used to promote; now the gain's paired
     95% interval must start above 0."""
     db = registry
-    gate(db, NEW, at=1)
-    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
-    add_model(db, "m-a", model_dirs["m-a"], created=1)
-    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1)
+    m_a_on_the_new_snapshot(db, model_dirs)
     run_deploy()
     add_model(db, "m-b", model_dirs["m-b"], created=2)
     add_result(db, "r2", "m-b", NEW, roc_auc=0.91, f1=0.9, at=2)
@@ -592,10 +595,7 @@ def test_a_failed_storage_mirror_after_the_switch_reports_production_changed_and
     monkeypatch.setenv("MRI_STORAGE_CONN_ID", "test_s3")
     monkeypatch.setenv("MRI_PUBLISH_TARGET", "storage:production")
     settings.cache_clear()
-    gate(db, NEW, at=1)
-    add_learned_baseline(db, model_dirs, NEW, roc_auc=0.5, at=0)
-    add_model(db, "m-a", model_dirs["m-a"], created=1)
-    add_result(db, "r1", "m-a", NEW, roc_auc=0.90, f1=0.9, at=1, roc_png=roc_png(tmp_path, "roc-a"))
+    m_a_on_the_new_snapshot(db, model_dirs, roc_png=roc_png(tmp_path, "roc-a"))
     s3_relay.cut()  # the mirror's endpoint is gone; the local production folder is not
 
     run = deploy_run()

@@ -17,19 +17,11 @@ from include.db.migrations import apply_migrations
 from include.registry.dag import build_preprocess_dag
 from include.registry.records import IMAGE_COLUMNS, read_label_overrides, write_records
 from include.storage import StorageUnavailableError, get_storage
-from tests.integration.test_preprocess_dag import image_bytes
+
+# registry is a fixture: imported so pytest finds it here, then named by each test (F401, F811).
+from tests.integration.test_preprocess_dag import image_bytes, registry  # noqa: F401
 from tests.support.concurrency import holding_duckdb_file
 from tests.support.records import synthetic_records
-
-
-@pytest.fixture
-def registry(db_conn_id, tmp_path, monkeypatch):
-    """Settings pointing at the backend under test and a local store in the test's folder."""
-    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
-    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
-    monkeypatch.setenv("MRI_REGISTER_BATCH_SIZE", "4")
-    settings.cache_clear()
-    return get_database(db_conn_id), get_storage()
 
 
 def run_preprocess(split="train"):
@@ -40,7 +32,7 @@ def labels_by_file(db):
     return {uri.split("/raw/train/", 1)[1]: label for uri, label in db.fetch_all("SELECT uri, label FROM images")}
 
 
-def test_labels_csv_names_files_by_landing_path_and_follows_fingerprinted_reuploads(registry, monkeypatch):
+def test_labels_csv_names_files_by_landing_path_and_follows_fingerprinted_reuploads(registry, monkeypatch):  # noqa: F811
     db, storage = registry
     monkeypatch.setenv("MRI_LABELS", "glioma,meningioma,pituitary")
     monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
@@ -61,7 +53,7 @@ def test_labels_csv_names_files_by_landing_path_and_follows_fingerprinted_reuplo
     }
 
 
-def test_same_bytes_under_two_labels_is_a_recorded_conflict(registry):
+def test_same_bytes_under_two_labels_is_a_recorded_conflict(registry):  # noqa: F811
     db, storage = registry
     storage.write("raw/train/glioma (1).jpg", image_bytes(1))
     storage.write("raw/train/meningioma (1).jpg", image_bytes(1))  # the same scan, labelled otherwise
@@ -73,7 +65,7 @@ def test_same_bytes_under_two_labels_is_a_recorded_conflict(registry):
     assert (labels, files) == (2, 2)
 
 
-def test_folders_and_temp_files_under_raw_never_become_registry_rows(registry, tmp_path):
+def test_folders_and_temp_files_under_raw_never_become_registry_rows(registry, tmp_path):  # noqa: F811
     db, storage = registry
     storage.write("raw/train/sub/glioma (1).jpg", image_bytes(1))
     (tmp_path / "storage/raw/train/empty").mkdir()
@@ -86,7 +78,7 @@ def test_folders_and_temp_files_under_raw_never_become_registry_rows(registry, t
     assert rows == [(storage.uri("raw/train/sub/glioma (1).jpg"), "registered")]
 
 
-def test_a_file_name_that_is_not_utf8_is_quarantined_not_a_failed_batch(registry, tmp_path):
+def test_a_file_name_that_is_not_utf8_is_quarantined_not_a_failed_batch(registry, tmp_path):  # noqa: F811
     db, storage = registry
     storage.write("raw/train/glioma (1).jpg", image_bytes(1))
     with open(os.fsencode(tmp_path / "storage/raw/train") + b"/glioma (2) \xff.jpg", "wb") as f:
@@ -167,7 +159,7 @@ def test_a_duckdb_file_locked_by_another_process_names_that_process(duckdb_conn_
     assert "Start the database" not in message
 
 
-def test_a_missing_labels_csv_fails_once_early_and_names_the_setting(registry, monkeypatch):
+def test_a_missing_labels_csv_fails_once_early_and_names_the_setting(registry, monkeypatch):  # noqa: F811
     db, storage = registry
     monkeypatch.setenv("MRI_LABELS_CSV", "missing.csv")
     settings.cache_clear()

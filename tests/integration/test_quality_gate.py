@@ -14,12 +14,12 @@ from PIL import Image, PngImagePlugin
 
 from include.config import settings
 from include.db import get_database
-from include.db.migrations import apply_migrations
 from include.quality.dag import build_quality_gate_dag, build_quality_report_dag
 from include.registry.pixels import perceptual_hash
 from include.registry.records import ImageRecord, write_records
 from include.registry.snapshots import NoGatedSnapshotError, passed_snapshot, snapshot_id
 from include.wiring.datasets import GATE_PASSED
+from tests.support.environment import gate_registry
 from tests.support.metadata import dataset_events, register
 from tests.support.uploads import encoded, hash_distance, head, upload
 
@@ -39,15 +39,7 @@ CLEAN = {
 @pytest.fixture
 def gate_env(db_conn_id, tmp_path, monkeypatch):
     """The backend under test, quality and notification folders of this test, thresholds for a few images."""
-    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
-    monkeypatch.setenv("MRI_QUALITY_DIR", str(tmp_path / "quality"))
-    monkeypatch.setenv("MRI_NOTIFICATIONS_DIR", str(tmp_path / "notifications"))
-    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
-    monkeypatch.setenv("MRI_QUALITY_MIN_IMAGES_PER_CLASS", "2")
-    monkeypatch.setenv("MRI_QUALITY_MIN_CLASS_RATIO", "0.5")
-    settings.cache_clear()
-    db = get_database(db_conn_id)
-    apply_migrations(db)
+    db = gate_registry(db_conn_id, tmp_path, monkeypatch, MRI_QUALITY_MIN_CLASS_RATIO="0.5")
     write_records(db, CLEAN["train"] + CLEAN["test"], "r")
     yield db, tmp_path
     settings.cache_clear()

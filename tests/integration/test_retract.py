@@ -21,6 +21,7 @@ from include.registry.snapshots import passed_snapshot
 from include.storage import get_storage
 from include.wiring.datasets import IMAGES
 from tests.integration.test_quality_gate import failure_message
+from tests.support.environment import gate_registry
 from tests.support.metadata import dataset_events, register
 from tests.support.uploads import encoded, head, upload
 
@@ -36,14 +37,7 @@ WHY = "a test image dropped into train"
 @pytest.fixture
 def registry(db_conn_id, tmp_path, monkeypatch):
     """Both splits registered from real files, then the misplaced upload: (db, storage, its uri)."""
-    monkeypatch.setenv("AIRFLOW_VAR_MRI_DB_CONN_ID", db_conn_id)
-    monkeypatch.setenv("MRI_STORAGE_ROOT", str(tmp_path / "storage"))
-    monkeypatch.setenv("MRI_QUALITY_DIR", str(tmp_path / "quality"))
-    monkeypatch.setenv("MRI_NOTIFICATIONS_DIR", str(tmp_path / "notifications"))
-    monkeypatch.setenv("MRI_QUALITY_MIN_IMAGES_PER_CLASS", "2")
-    settings.cache_clear()
-    db = get_database(db_conn_id)
-    apply_migrations(db)
+    db = gate_registry(db_conn_id, tmp_path, monkeypatch)
     for split, pictures in PICTURES.items():
         for name, seed in pictures.items():
             upload(db, split, name, encoded(head(seed)), f"upload-{split}")

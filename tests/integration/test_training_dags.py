@@ -13,54 +13,31 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from include.config import settings
 from include.db import DatabaseUnavailableError, get_database
-from include.db.migrations import apply_migrations
 from include.ml import learned_baseline
-from include.ml.bundle import load_model, missing_files, read_metadata, save_model
+from include.ml.bundle import load_model, missing_files, read_metadata
 from include.ml.data import read_images
 from include.ml.evaluate import read_predictions
-from include.ml.source import build_processor
 from include.registry.snapshots import load_snapshot
 from include.storage import get_storage
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
 from tests.support.concurrency import holding_duckdb_file
+from tests.support.environment import training_registry
 from tests.support.metadata import run_task_again
 from tests.support.records import register_and_gate
-from tests.support.tiny_models import tiny_resnet
 
 LABELS = ("glioma", "meningioma")
 
 
 @pytest.fixture
 def ml(db_conn_id, tmp_path, monkeypatch):
-    """Settings for the backend under test, a local store, a tiny base checkpoint, short training."""
-    torch.manual_seed(0)
-    base = tmp_path / "base-checkpoint"
-    save_model(tiny_resnet(seed=0), build_processor(32), base, {})
-    env = {
-        "AIRFLOW_VAR_MRI_DB_CONN_ID": db_conn_id,
-        "MRI_STORAGE_ROOT": str(tmp_path / "storage"),
-        "MRI_MODEL_SOURCE": str(base),
-        "MRI_MODELS_DIR": str(tmp_path / "models"),
-        "MRI_EVALUATIONS_DIR": str(tmp_path / "evaluations"),
-        "MRI_NOTIFICATIONS_DIR": str(tmp_path / "notifications"),
-        "MRI_PRODUCTION_DIR": str(tmp_path / "production"),
-        "MRI_TRAIN_EPOCHS": "2",
-        "MRI_TRAIN_BATCH_SIZE": "8",
-        "MRI_TRAIN_IMAGE_SIZE": "32",
-        "MRI_TRAIN_SWEEP": json.dumps([{"learning_rate": 0.01}, {"learning_rate": 0.005, "validation_fraction": 0.0}]),
-        "MRI_TORCH_THREADS": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings.cache_clear()
-    db = get_database(db_conn_id)
-    apply_migrations(db)
-    return db, get_storage(), tmp_path
+    """Settings for the backend under test, a local store, a tiny base checkpoint, short training:
+    two epochs, a sweep of two."""
+    sweep = [{"learning_rate": 0.01}, {"learning_rate": 0.005, "validation_fraction": 0.0}]
+    return training_registry(db_conn_id, tmp_path, monkeypatch, sweep, MRI_TRAIN_EPOCHS="2")
 
 
 def notification(tmp_path, dag_id: str, task_id: str, event: str) -> dict:

@@ -6,21 +6,15 @@ import hashlib
 import json
 
 import pytest
-import torch
 from airflow.utils.state import DagRunState, TaskInstanceState
 
-from include.config import settings
-from include.db import get_database
-from include.db.migrations import apply_migrations
-from include.ml.bundle import WEIGHTS, save_model
-from include.ml.source import build_processor
-from include.storage import get_storage
+from include.ml.bundle import WEIGHTS
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
 from include.wiring.compat import AIRFLOW_V_3_0_PLUS
 from include.wiring.datasets import MODEL_EVALUATED
+from tests.support.environment import training_registry, use
 from tests.support.metadata import dataset_events
 from tests.support.records import register_and_gate, toy_png
-from tests.support.tiny_models import tiny_resnet
 
 # The store and the DAG wiring are what these tests vary; one backend is enough.
 pytestmark = pytest.mark.parametrize("db_conn_id", ["duckdb"], indirect=True)
@@ -29,36 +23,9 @@ TWO, THREE = "glioma,meningioma", "glioma,meningioma,pituitary"
 
 @pytest.fixture
 def ml(db_conn_id, tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    base = tmp_path / "base-checkpoint"
-    save_model(tiny_resnet(seed=0), build_processor(32), base, {})
-    env = {
-        "AIRFLOW_VAR_MRI_DB_CONN_ID": db_conn_id,
-        "MRI_STORAGE_ROOT": str(tmp_path / "storage"),
-        "MRI_MODEL_SOURCE": str(base),
-        "MRI_MODELS_DIR": str(tmp_path / "models"),
-        "MRI_EVALUATIONS_DIR": str(tmp_path / "evaluations"),
-        "MRI_NOTIFICATIONS_DIR": str(tmp_path / "notifications"),
-        "MRI_PRODUCTION_DIR": str(tmp_path / "production"),
-        "MRI_LABELS": TWO,
-        "MRI_TRAIN_EPOCHS": "1",
-        "MRI_TRAIN_BATCH_SIZE": "8",
-        "MRI_TRAIN_IMAGE_SIZE": "32",
-        "MRI_TRAIN_SWEEP": json.dumps([{"validation_fraction": 0.0}]),
-        "MRI_TORCH_THREADS": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings.cache_clear()
-    db = get_database(db_conn_id)
-    apply_migrations(db)
-    return db, get_storage(), tmp_path
-
-
-def use(monkeypatch, **env: str) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings.cache_clear()
+    return training_registry(
+        db_conn_id, tmp_path, monkeypatch, [{"validation_fraction": 0.0}], MRI_LABELS=TWO, MRI_TRAIN_EPOCHS="1"
+    )
 
 
 def fine_tuned_evaluation():
