@@ -131,12 +131,13 @@ system-deps:  ## install the Debian packages the tests need (PostgreSQL 15, Redi
 test: install system-deps  ## run the test suite (starts its own PostgreSQL, Redis, S3 endpoint and Airflow)
 	$(BIN)/python -m pytest tests
 
-bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate, the Celery scale profile, fine-tune vs bare torch, Airflow 2.11.2 vs 3.3.2 (Markdown tables)
+bench: install  ## registry write throughput, where the preprocess DAG's time goes, the quality gate, the Celery scale profile, fine-tune vs bare torch, the recipe's spread over seeds, Airflow 2.11.2 vs 3.3.2 (Markdown tables)
 	$(BIN)/python -m benchmarks.registry_writes
 	$(BIN)/python -m benchmarks.preprocess_stages
 	$(BIN)/python -m benchmarks.quality_gate
 	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.finetune
+	$(BIN)/python -m benchmarks.seed_spread
 	$(BIN)/python -m benchmarks.parse_times
 	$(BIN)/python -m benchmarks.airflow_majors
 	$(BIN)/python -m benchmarks.headline
