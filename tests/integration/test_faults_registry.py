@@ -19,7 +19,7 @@ from include.registry.records import IMAGE_COLUMNS, read_label_overrides, write_
 from include.storage import StorageUnavailableError, get_storage
 
 # registry is a fixture: imported so pytest finds it here, then named by each test (F401, F811).
-from tests.integration.test_preprocess_dag import image_bytes, registry  # noqa: F401
+from tests.integration.test_preprocess_dag import image_bytes, registry, use_labels_csv  # noqa: F401
 from tests.support.concurrency import holding_duckdb_file
 from tests.support.records import synthetic_records
 
@@ -34,10 +34,8 @@ def labels_by_file(db):
 
 def test_labels_csv_names_files_by_landing_path_and_follows_fingerprinted_reuploads(registry, monkeypatch):  # noqa: F811
     db, storage = registry
-    monkeypatch.setenv("MRI_LABELS", "glioma,meningioma,pituitary")
-    monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
-    settings.cache_clear()
-    storage.write("labels.csv", b"file,label\nscan.jpg,pituitary\na/scan.jpg,glioma\nb/scan.jpg,meningioma\n")
+    csv = b"file,label\nscan.jpg,pituitary\na/scan.jpg,glioma\nb/scan.jpg,meningioma\n"
+    use_labels_csv(storage, monkeypatch, csv, labels="glioma,meningioma,pituitary")
     storage.write("raw/train/scan.jpg", image_bytes(1))
     storage.write("raw/train/scan (upload 0123456789ab).jpg", image_bytes(2))  # a re-upload of scan.jpg
     storage.write("raw/train/a/scan.jpg", image_bytes(3))

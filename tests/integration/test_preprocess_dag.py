@@ -71,6 +71,15 @@ def image_rows(db, split=None):
     return sorted(rows)
 
 
+def use_labels_csv(storage, monkeypatch, csv: bytes, labels: str | None = None) -> None:
+    """Upload ``csv`` as the labels CSV and point MRI_LABELS_CSV (and ``labels``: MRI_LABELS) at it."""
+    if labels:
+        monkeypatch.setenv("MRI_LABELS", labels)
+    monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
+    settings.cache_clear()
+    storage.write("labels.csv", csv)
+
+
 def test_registers_good_files_once_and_rerun_changes_nothing(registry):
     db, storage = registry
     for name, data in GOOD.items():
@@ -198,10 +207,8 @@ def test_every_registry_task_runs_in_the_db_pool_and_only_those():
 
 def test_labels_csv_overrides_the_file_name_and_n_classes_work(registry, monkeypatch):
     db, storage = registry
-    monkeypatch.setenv("MRI_LABELS", "glioma,meningioma,pituitary")
-    monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
-    settings.cache_clear()
-    storage.write("labels.csv", b"file,label\nscan_001.jpg,Pituitary\nglioma (1).jpg,meningioma\n")
+    csv = b"file,label\nscan_001.jpg,Pituitary\nglioma (1).jpg,meningioma\n"
+    use_labels_csv(storage, monkeypatch, csv, labels="glioma,meningioma,pituitary")
     storage.write("raw/train/scan_001.jpg", image_bytes(1))
     storage.write("raw/train/glioma (1).jpg", image_bytes(2))
     storage.write("raw/train/glioma (2).jpg", image_bytes(3))
@@ -216,10 +223,9 @@ def test_labels_csv_overrides_the_file_name_and_n_classes_work(registry, monkeyp
 
 def test_subjects_come_from_the_labels_csv_else_a_subject_folder(registry, monkeypatch):
     db, storage = registry
-    monkeypatch.setenv("MRI_LABELS_CSV", "labels.csv")
-    settings.cache_clear()
-    storage.write(
-        "labels.csv",
+    use_labels_csv(
+        storage,
+        monkeypatch,
         b"file,label,subject\n"
         b"scan_001.jpg,glioma, P-001 \n"  # stripped
         b"site_a/scan_002.jpg,meningioma,\n"  # an empty cell: no subject, and site_a/ is no subject
