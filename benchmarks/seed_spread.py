@@ -62,7 +62,13 @@ def main() -> None:
     print("| sweep entry | seed | kept epoch | validation ROC AUC | test ROC AUC [95% interval] |")
     print("|---|---:|---:|---:|---|")
     summaries = []
-    for number, entry in enumerate(cfg.train_sweep):
+    # The sweep's distinct hyperparameters: an entry's own "seed" or "seeds" give way to --seeds.
+    entries = []
+    for entry in cfg.train_sweep:
+        hyperparameters = {name: value for name, value in entry.items() if name not in ("seed", "seeds")}
+        if hyperparameters not in entries:
+            entries.append(hyperparameters)
+    for number, entry in enumerate(entries):
         validation, test = [], []
         for seed in args.seeds:
             config = TrainConfig.from_dict({**base_hyperparameters(cfg), **entry, "seed": seed}, f"entry {number}")
@@ -70,10 +76,11 @@ def main() -> None:
             result = fine_tune(base.model, base.processor, images, targets, config, keys)
             probabilities = predict_proba(base.model, base.processor, test_images)
             score = metric_interval(test_targets, probabilities, "roc_auc", cfg.bootstrap_resamples)
-            validation.append(result.validation["roc_auc"])
+            chosen_by = (result.validation or {}).get("roc_auc")  # None without a holdout
+            validation.append(chosen_by)
             test.append(score.value)
             print(
-                f"| {number}: {entry} | {seed} | {result.best_epoch} | {result.validation['roc_auc']:.4f} | "
+                f"| {number}: {entry} | {seed} | {result.best_epoch} | {number_or_dash(chosen_by)} | "
                 f"{score.value:.4f} [{score.low:.4f}, {score.high:.4f}] |",
                 flush=True,
             )
@@ -81,8 +88,20 @@ def main() -> None:
     print("\n| sweep entry | seeds | validation ROC AUC mean (SD) | test ROC AUC mean (SD) |")
     print("|---|---:|---:|---:|")
     for number, validation, test in summaries:
-        spread = [f"{statistics.mean(values):.4f} ({statistics.stdev(values):.4f})" for values in (validation, test)]
-        print(f"| {number} | {len(args.seeds)} | {spread[0]} | {spread[1]} |")
+        print(f"| {number} | {len(args.seeds)} | {mean_and_sd(validation)} | {mean_and_sd(test)} |")
+
+
+def number_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def mean_and_sd(values: list[float | None]) -> str:
+    """``mean (SD)`` of the values there are; the SD needs two."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    sd = f"{statistics.stdev(present):.4f}" if len(present) > 1 else "-"
+    return f"{statistics.mean(present):.4f} ({sd})"
 
 
 if __name__ == "__main__":

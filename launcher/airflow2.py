@@ -37,7 +37,7 @@ def prepare(ui: bool) -> LaunchPlan:
             ("scheduler", ["scheduler", "--skip-serve-logs"], {}),
             ("triggerer", ["triggerer", "--skip-serve-logs"], {}),
         ],
-        env=reparse_interval("scheduler"),
+        env=reparse_interval("scheduler", ui),
     )
     if ui:
         plan.components.append(("webserver", ["webserver", "--port", str(UI_PORT), "--hostname", "127.0.0.1"], {}))

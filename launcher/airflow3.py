@@ -61,7 +61,7 @@ def prepare(ui: bool) -> LaunchPlan:
         "AIRFLOW__API__BASE_URL": base,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
         **one_task_at_a_time_on_sqlite(),
-        **reparse_interval("dag_processor"),
+        **reparse_interval("dag_processor", ui),
     }
     return LaunchPlan(
         first=[

@@ -70,16 +70,19 @@ class LaunchPlan:
 
 
 # The demo's DAG files do not change while it runs, yet Airflow parses every file again every 30 s
-# by default (``min_file_process_interval``). Each file is parsed when its component starts, then
-# again after this long, unless the environment sets the option.
+# by default (``min_file_process_interval``). Without a UI, each file is parsed when its component
+# starts and then at most this often (a changed file sooner), unless the environment sets the option.
 REPARSE_SECONDS = 600
 
 
-def reparse_interval(section: str) -> dict[str, str]:
-    """The environment that sets ``[<section>] min_file_process_interval`` to REPARSE_SECONDS, unless
-    it is set already (the option's section: ``scheduler`` on 2.x, ``dag_processor`` on 3.x)."""
-    name = f"AIRFLOW__{section.upper()}__MIN_FILE_PROCESS_INTERVAL"
-    return {} if name in os.environ else {name: str(REPARSE_SECONDS)}
+def reparse_interval(section: str, ui: bool) -> dict[str, str]:
+    """The environment that sets ``[<section>] min_file_process_interval`` to REPARSE_SECONDS (the
+    option's section: ``scheduler`` on 2.x, ``dag_processor`` on 3.x); nothing with a UI, where a
+    user may edit the code the DAG files import, or where the environment sets the option under
+    either section (3.x still reads the 2.x name)."""
+    if ui or any(name.endswith("__MIN_FILE_PROCESS_INTERVAL") for name in os.environ):
+        return {}
+    return {f"AIRFLOW__{section.upper()}__MIN_FILE_PROCESS_INTERVAL": str(REPARSE_SECONDS)}
 
 
 class Progress(Protocol):

@@ -141,7 +141,8 @@ def decide(
             f"The learned baseline has no {metric} on snapshot {snapshot}, so {chosen} (test {metric} "
             f"{winner['value']:.4f}) cannot be shown to beat it by {min_gain_over_baseline}: nothing is promoted "
             "blind. test_baseline_model fits it on the newest gated train snapshot and evaluates it on each "
-            "gated test snapshot; deploy_best_model decides again after it."
+            "gated test snapshot (after each gate and each sweep, or triggered by hand); deploy_best_model "
+            "decides again after it."
         )
         return Decision(False, reason, **common, **winner)
     over_baseline = winner["value"] - baseline_value

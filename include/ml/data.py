@@ -10,6 +10,7 @@ from being the bottleneck (``benchmarks/finetune.py``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,8 @@ from include.ml.predict import open_image, pixel_values
 
 if TYPE_CHECKING:  # torch is imported on use: records.unevaluable_models needs label_mismatch only
     import torch
+
+log = logging.getLogger(__name__)
 
 # Reads overlap (S3 latency); decoding is light next to training.
 READ_THREADS = 8
@@ -122,8 +125,9 @@ def validation_split(
     content) are held out together when a hash of ``seed`` and the key falls below ``fraction``, so
     adding images never moves the other keys between the two. Per class, at least one key is held
     out and one trained on where it has two (the lowest and highest hashes decide); a class of one
-    key trains. A key is never split, so where a subject has images of two classes, the second
-    class's correction may undo the first's.
+    key trains. A key is never split: where a subject has images of two classes and the two
+    corrections clash, every class keeps training images and a class may go without validation
+    (logged).
     """
     targets = np.asarray(targets)
     unique_keys, key_of = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
@@ -132,9 +136,9 @@ def validation_split(
     )
     held = draws < fraction * 2.0**64
     if fraction > 0:
-        for cls in np.unique(targets):
-            members = np.unique(key_of[targets == cls])
-            order = members[np.argsort(draws[members], kind="stable")]
+        classes = [np.unique(key_of[targets == cls]) for cls in np.unique(targets)]
+        ordered = [members[np.argsort(draws[members], kind="stable")] for members in classes]
+        for members, order in zip(classes, ordered, strict=True):
             if len(members) < 2:
                 held[members] = False
                 continue
@@ -142,6 +146,17 @@ def validation_split(
                 held[order[0]] = True
             if held[members].all():
                 held[order[-1]] = False
+        # A subject of two classes held out for one class's sake may have taken another class's
+        # last training images: training comes first, that class gets its highest-hash key back.
+        for members, order in zip(classes, ordered, strict=True):
+            if held[members].all():
+                held[order[-1]] = False
+            elif len(members) > 1 and not held[members].any():
+                log.warning(
+                    "A class of %s keys has none held out for validation: its subjects also hold images of "
+                    "another class, which must keep training images; its validation metrics are missing.",
+                    len(members),
+                )
     in_validation = held[key_of]
     return np.flatnonzero(~in_validation), np.flatnonzero(in_validation)
 

@@ -12,6 +12,7 @@ import json
 import logging
 import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,6 +39,8 @@ LABEL_IN_NAME = re.compile(r"^(?P<label>[^()]+?) \(\d+\)", flags=re.IGNORECASE)
 # A folder of the upload path naming the file's subject, `landing/train/subject=p017/slice 3.jpg`:
 # the Hive partition form, so other folders (`site_a/`) keep meaning nothing.
 SUBJECT_FOLDER = "subject="
+# A subject id is an id, not a text: longer ones are refused, so none fills messages and XComs.
+MAX_SUBJECT_CHARACTERS = 128
 
 
 class ImageRecord(NamedTuple):
@@ -149,13 +152,27 @@ def csv_names(key: str, split: str) -> tuple[str, ...]:
 
 def subject_of(relative: str, entry: CsvEntry | None) -> str | None:
     """The subject of a file: the labels CSV's when its row gives one, else the nearest
-    ``subject=<id>`` folder of its path below landing/<split>/ (``relative``), else None."""
-    if entry and entry.subject:
-        return entry.subject
-    for folder in reversed(posixpath.dirname(relative).split("/")):
+    ``subject=<id>`` folder of its path below landing/<split>/ (``relative``), else None; in Unicode
+    NFC, so a folder name from macOS (NFD) and a CSV cell name the same subject.
+
+    :raises Quarantine: a subject of more than MAX_SUBJECT_CHARACTERS or with a control character
+        (a newline would make two snapshots' member lists hash alike; PostgreSQL refuses NUL).
+    """
+    subject = entry.subject if entry and entry.subject else None
+    for folder in reversed(posixpath.dirname(relative).split("/") if subject is None else []):
         if folder.startswith(SUBJECT_FOLDER):
-            return folder.removeprefix(SUBJECT_FOLDER).strip() or None
-    return None
+            subject = folder.removeprefix(SUBJECT_FOLDER).strip() or None
+            break
+    if subject is None:
+        return None
+    subject = unicodedata.normalize("NFC", subject)
+    if len(subject) > MAX_SUBJECT_CHARACTERS or any(unicodedata.category(c) == "Cc" for c in subject):
+        raise Quarantine(
+            f"subject {printable(subject[:MAX_SUBJECT_CHARACTERS])!r} is not a subject id: at most "
+            f"{MAX_SUBJECT_CHARACTERS} characters and no control characters; fix it in the labels CSV or the "
+            "subject= folder and upload the file again"
+        )
+    return subject
 
 
 def fingerprint(

@@ -163,7 +163,8 @@ def build_train_model_dag(doc_md: str) -> DAG:
 
 
 def build_test_baseline_dag(doc_md: str) -> DAG:
-    """gate passed (test or train) -> the two baselines on the newest gated test snapshot, each once:
+    """gate passed (test or train), or models trained -> the two baselines on the newest gated test
+    snapshot, each once:
     the base model with an untrained head (chance), and the learned baseline fitted on the newest
     gated train snapshot (the floor a promotion must clear) -> model_evaluated.
 
@@ -172,8 +173,15 @@ def build_test_baseline_dag(doc_md: str) -> DAG:
     cfg = settings()
     snapshot = "{{{{ ti.xcom_pull(task_ids='plan_baselines', key='snapshots')['{}'] }}}}"
 
-    # Either gate: the learned baseline needs both snapshots, and they pass in either order.
-    @pipeline_dag("test_baseline_model", (GATE_PASSED["test"] | GATE_PASSED["train"]), doc_md, ["ml", "test"])
+    # Either gate: the learned baseline needs both snapshots, and they pass in either order. And each
+    # sweep: a registry from before the learned baseline, or one whose fit failed, gets one then
+    # (plan_baselines skips what is done, so a run with nothing to do costs one task).
+    @pipeline_dag(
+        "test_baseline_model",
+        (GATE_PASSED["test"] | GATE_PASSED["train"] | MODEL_TRAINED),
+        doc_md,
+        ["ml", "test"],
+    )
     def test_baseline_model():
         @task.branch(pool=cfg.db_pool)
         def plan_baselines(**context) -> list[str]:

@@ -239,7 +239,9 @@ class LearnedBaselineOperator(BaseOperator):
         cfg, run_id = settings(), context["run_id"]
         db, train, train_items, read = _snapshot_data("train", self.train_snapshot_id)
         _, test, test_items, _ = _snapshot_data("test", self.test_snapshot_id)
-        model_id = derived_id(LEARNED_BASELINE, self.dag_id, run_id)
+        # The snapshots are part of the id: a run cleared after a newer snapshot passed fits a new
+        # model (its own folder and row) instead of refitting this one under a row that names the old.
+        model_id = derived_id(LEARNED_BASELINE, self.dag_id, run_id, train.snapshot_id, test.snapshot_id)
         directory = Path(self.models_dir or cfg.models_dir) / model_id
         try:
             fitted_on = read_images(train_items, read, cfg.labels)

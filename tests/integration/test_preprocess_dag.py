@@ -1,5 +1,6 @@
 """The preprocess DAGs on DuckDB and on a real PostgreSQL: same files in, same registry out."""
 
+import csv
 import io
 import os
 import struct
@@ -256,6 +257,36 @@ def test_subjects_come_from_the_labels_csv_else_a_subject_folder(registry, monke
         "subject=P-003/glioma (4).jpg": ("P-003", "P-003"),
         "subject=P-003/day 2/meningioma (5).jpg": ("P-003", "P-003"),
     }
+
+
+def test_a_subject_that_is_not_an_id_quarantines_its_file_and_unicode_forms_are_one_subject(registry, monkeypatch):
+    """A newline would let two snapshots' member lists hash alike, PostgreSQL refuses NUL, and a long
+    text would fill every message: such a file is quarantined with the reason, the batch goes on.
+    A macOS folder name (NFD) and a CSV cell (NFC) name the same subject."""
+    db, storage = registry
+    nfc, nfd = "M\u00fcller", "Mu\u0308ller"
+    rows = [("glioma (1).jpg", "P-1\nbb meningioma"), ("glioma (2).jpg", "P\x00-2"), ("glioma (3).jpg", "x" * 129)]
+    rows.append(("glioma (4).jpg", nfc))
+    text = io.StringIO()
+    csv.writer(text).writerows([("file", "label", "subject"), *((name, "glioma", subject) for name, subject in rows)])
+    use_labels_csv(storage, monkeypatch, text.getvalue().encode())
+    for number, (name, _) in enumerate(rows):
+        storage.write(f"raw/train/{name}", image_bytes(number))
+    storage.write(f"raw/train/subject={nfd}/meningioma (5).jpg", image_bytes(9))
+
+    assert build_preprocess_dag("train", "t").test().state == DagRunState.SUCCESS
+
+    outcome = {
+        uri.rsplit("/", 1)[1]: (status, reason, subject)
+        for uri, status, reason, subject in db.fetch_all(
+            "SELECT f.uri, i.status, i.reason, f.subject FROM image_files f JOIN images i USING (content_hash)"
+        )
+    }
+    for name in ("glioma (1).jpg", "glioma (2).jpg", "glioma (3).jpg"):
+        status, reason, subject = outcome[name]
+        assert (status, subject) == ("quarantined", None) and "is not a subject id" in reason, outcome[name]
+    assert outcome["glioma (4).jpg"] == ("registered", None, nfc)
+    assert outcome["meningioma (5).jpg"] == ("registered", None, nfc)
 
 
 def test_registers_from_a_local_folder_and_from_s3_alike(storage_settings, duckdb_conn_id, monkeypatch):

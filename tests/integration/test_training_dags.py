@@ -24,6 +24,7 @@ from include.ml.evaluate import read_predictions
 from include.registry.snapshots import load_snapshot
 from include.storage import get_storage
 from include.training.dags import build_test_baseline_dag, build_test_fine_tuned_dag, build_train_model_dag
+from include.wiring.datasets import GATE_PASSED, MODEL_TRAINED
 from tests.support.concurrency import holding_duckdb_file
 from tests.support.environment import training_registry
 from tests.support.metadata import run_task_again
@@ -177,6 +178,21 @@ def test_the_learned_baseline_is_fitted_on_the_gated_train_snapshot_once_per_tes
     assert recorded.keys == [i.content_hash for i in members]
     notice = notification(tmp_path, "test_baseline_model", "fit_learned_baseline", "success")["message"]
     assert notice.startswith(f"learned baseline {learned['model_id']}: ROC AUC ")
+
+
+def trigger_uris(condition) -> set[str]:
+    """The Dataset (Asset) URIs of a schedule's condition, nested any/all flattened."""
+    if hasattr(condition, "uri"):
+        return {condition.uri}
+    return set().union(*(trigger_uris(member) for member in condition.objects))
+
+
+def test_each_gate_and_each_sweep_runs_the_baselines():
+    """A registry from before the learned baseline (its snapshots gated already), or one whose fit
+    failed, gets it with the next sweep, not only with the next gate."""
+    timetable = build_test_baseline_dag("t").timetable
+    condition = getattr(timetable, "asset_condition", None) or timetable.dataset_condition
+    assert trigger_uris(condition) == {GATE_PASSED["train"].uri, GATE_PASSED["test"].uri, MODEL_TRAINED.uri}
 
 
 def test_evaluation_waits_for_a_gated_test_snapshot(ml):

@@ -111,3 +111,14 @@ def test_images_without_a_subject_are_drawn_by_content_as_before():
     # Pinned: the holdout make demo's phantom (no subjects) trained with before subjects existed.
     assert validation_split(keys, targets, 0.15, 0)[1].tolist() == [5, 8, 9, 17, 18, 29, 39]
     assert validation_split(keys[:6], targets[:6], 0.01, 0)[1].tolist() == [4, 5]
+
+
+def test_a_subject_of_two_classes_never_leaves_a_class_without_training_images():
+    """Class 0 only in subject s1, class 1 in s1 and s2: holding s1 out for class 1 would take all of
+    class 0's training images; training comes first."""
+    keys = ["subject:s1", "subject:s1", "subject:s1", "subject:s2", "subject:s2", "subject:s2"]
+    targets = [0, 0, 1, 1, 1, 1]
+    for fraction in (0.001, 0.15, 0.5, 0.999):
+        for seed in range(10):
+            train, _ = validation_split(keys, targets, fraction, seed)
+            assert {targets[i] for i in train} == {0, 1}, (fraction, seed)
