@@ -1,9 +1,9 @@
 """The Postgres profile: Airflow's metadata and the registry on a real PostgreSQL, LocalExecutor with
 parallelism 4. The same DAGs, one variable changed, and the mapped writers really run at once.
 
-In the 2.11 session only: on 3.3 the Celery profile (tests/e2e/test_celery_profile.py) runs the
+In the 3.3 session only: on 2.11 the Celery profile (tests/e2e/test_celery_profile.py) runs the
 same Postgres metadata and registry with concurrent mapped writers, and CI's budget is 45 minutes
-for both majors."""
+for both majors (the 2.11 session, which also runs the moving-up test, is the longer one)."""
 
 import os
 import subprocess
@@ -16,7 +16,7 @@ from tests.support.concurrency import most_at_once
 
 
 @pytest.mark.airflow_session(
-    "2", reason="on 3.3 the Celery profile runs the same Postgres metadata and registry with concurrent writers"
+    "3", reason="on 2.11 the Celery profile runs the same Postgres metadata and registry with concurrent writers"
 )
 def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_server, tmp_path):
     meta_url = postgres_server.url.rsplit("/", 1)[0] + "/airflow_meta"
