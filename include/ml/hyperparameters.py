@@ -27,8 +27,11 @@ class TrainConfig:
     seed: int = 0
     # Train only the classifier head (a pretrained backbone on little data); False trains everything.
     freeze_backbone: bool = False
-    # Flips and small rotations, scalings and shifts of each training batch.
+    # Flips and small rotations, scalings and shifts of each training batch; False: no augmentation.
     augment: bool = True
+    # With augment, also a random gain, smooth bias field and noise per image: the scanner's gain,
+    # coil shading and noise vary per scan, so the model must not read the class from brightness.
+    augment_intensity: bool = True
     # Share of each class held out to pick the best epoch and stop early; 0 keeps the last epoch.
     validation_fraction: float = 0.15
     # Epochs without a better validation score before stopping; 0 never stops early.

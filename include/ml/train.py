@@ -4,8 +4,9 @@ checkpoint. One progress line per epoch (loss, accuracy, validation AUC, images/
 
 The defaults are the demo's recipe measured on the phantom set (README, "Training and
 evaluation"): AdamW at 2e-3 with weight decay 0.05, half an epoch of warm-up then cosine decay,
-light augmentation, 30 epochs at 128 px. The best epoch by validation ROC AUC (then loss) is kept; ``patience`` epochs
-without a better one stop the run early.
+light augmentation (flips, small affine warps; a gain, bias field and noise per image, added after
+those measurements), 30 epochs at 128 px. The best epoch by validation ROC AUC (then loss) is kept;
+``patience`` epochs without a better one stop the run early.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import torch.nn.functional as F
 
 from include.ml import METRIC_NAMES
 from include.ml.bundle import save_model
-from include.ml.data import augment, holdout_keys, read_images, to_tensor, validation_split
+from include.ml.data import (
+    augment,
+    augment_intensity,
+    holdout_keys,
+    processor_normalisation,
+    read_images,
+    to_tensor,
+    validation_split,
+)
 from include.ml.hyperparameters import TrainConfig
 from include.ml.metrics import classification_metrics
 from include.ml.source import load_base_model
@@ -90,6 +99,9 @@ def fine_tune(
     train_idx, val_idx = validation_split(keys, targets, config.validation_fraction, config.seed)
     x, y = x_all[train_idx], y_all[train_idx]
     x_val, y_val = x_all[val_idx], y_all[val_idx]
+    # The processor's (mean, std), to augment intensities on the [0, 1] image; read before the first
+    # step, so a processor that cannot give them fails at once.
+    normalisation = processor_normalisation(processor) if config.augment and config.augment_intensity else None
     log.info("Training on %s images, validating on %s; %s", len(x), len(x_val), config)
 
     # -- model and optimizer
@@ -115,6 +127,8 @@ def fine_tune(
             xb, yb = x[index], y[index]
             if config.augment:
                 xb = augment(xb, generator)
+            if normalisation is not None:
+                xb = augment_intensity(xb, generator, *normalisation)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, total_steps, warmup_steps, config.learning_rate)
             logits = model(pixel_values=xb).logits

@@ -231,6 +231,7 @@ EVERY_KEY = {
     "seed": 0,
     "freeze_backbone": False,
     "augment": True,
+    "augment_intensity": True,
     "validation_fraction": 0.0,
     "patience": 10,
     "log_every": 10,
