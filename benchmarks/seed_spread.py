@@ -13,6 +13,7 @@ beside it, which the pipeline never looks at while choosing.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import statistics
 from pathlib import Path
@@ -21,18 +22,23 @@ from include.config import PROJECT_ROOT, settings
 
 
 def phantom_split(folder: Path, split: str, labels: tuple[str, ...]) -> tuple[list, list[int], list[str]]:
-    """The split's images (decoded as the pipeline does), class indices and SHA-256s, labelled by file
-    name, in the order a snapshot lists them (by SHA-256), so a seed gives the pipeline's batches."""
+    """The split's images (decoded as the pipeline does), class indices and holdout keys (each
+    image's subject from the set's labels.csv), in the order a snapshot lists them (by SHA-256), so
+    a seed gives the pipeline's batches and validation holdout."""
+    from include.ml.data import holdout_keys
     from include.ml.predict import open_image
 
+    with (folder / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        subjects = {row["file"]: row["subject"] for row in csv.DictReader(handle)}
     files = {}
     for path in (folder / split).iterdir():
         label = path.name.split(" (")[0]
         if label in labels:
             data = path.read_bytes()
-            files[hashlib.sha256(data).hexdigest()] = (data, labels.index(label))
-    keys = sorted(files)
-    return [open_image(files[key][0]) for key in keys], [files[key][1] for key in keys], keys
+            files[hashlib.sha256(data).hexdigest()] = (data, labels.index(label), subjects[f"{split}/{path.name}"])
+    hashes = sorted(files)
+    keys = holdout_keys([(None, None, sha256, files[sha256][2]) for sha256 in hashes])
+    return [open_image(files[sha256][0]) for sha256 in hashes], [files[sha256][1] for sha256 in hashes], keys
 
 
 def main() -> None:
@@ -52,7 +58,7 @@ def main() -> None:
     from launcher.phantom import PhantomConfig, generate_dataset
 
     cfg = settings()
-    if not (args.phantom_dir / "train").is_dir():
+    if not (args.phantom_dir / "labels.csv").exists():
         generate_dataset(args.phantom_dir, PhantomConfig())
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)

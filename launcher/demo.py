@@ -14,6 +14,7 @@ summary, also written to ``reports/demo_summary.json``. ``make demo`` runs it on
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import re
@@ -59,12 +60,15 @@ def pipeline_dags(until: str) -> list[str]:
 
 
 def upload(phantom_dir: Path) -> dict[str, int]:
-    """Copy the phantom images (and STRAY_FILES) into landing/<split>/; returns files per split."""
+    """Copy the phantom images into landing/<split>/subject=<id>/ (the subject from the set's
+    labels.csv), and STRAY_FILES into landing/train/; returns files per split."""
     storage = get_storage()
+    with (phantom_dir / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        subjects = {row["file"]: row["subject"] for row in csv.DictReader(handle)}
     uploaded: Counter = Counter()
     for split in SPLITS:
         for path in sorted((phantom_dir / split).glob("*.*")):
-            storage.write(f"landing/{split}/{path.name}", path.read_bytes())
+            storage.write(f"landing/{split}/subject={subjects[f'{split}/{path.name}']}/{path.name}", path.read_bytes())
             uploaded[split] += 1
     for name, data in STRAY_FILES.items():
         storage.write(f"landing/train/{name}", data)
@@ -292,7 +296,8 @@ def main() -> int:
     from launcher.phantom import PhantomConfig, generate_dataset
     from launcher.summary import print_summary, write_summary
 
-    if not (args.phantom_dir / "manifest.csv").exists():
+    # labels.csv came with subjects: a set made before them is made again.
+    if not (args.phantom_dir / "labels.csv").exists():
         log.info("Generating the phantom data set (%s per class) into %s", args.per_class, args.phantom_dir)
         generate_dataset(args.phantom_dir, PhantomConfig(per_class=args.per_class))
     try:

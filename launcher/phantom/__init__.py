@@ -1,7 +1,9 @@
-"""Phantom brain-MRI slices: T2-like axial MNI152 slices with a painted glioma or meningioma.
+"""Phantom brain-MRI slices: T2-like axial MNI152 slices with a painted glioma or meningioma,
+several slices per subject (each subject its own head, scanner session and tumour brightness).
 
 A stand-in for the public Kaggle brain-tumour images where those cannot be downloaded: same file
-names and layout, deterministic by seed, drawn from the MNI152 template shipped inside nilearn.
+names and layout plus a ``labels.csv`` naming each file's subject, deterministic by seed, drawn
+from the MNI152 template shipped inside nilearn.
 ``python -m launcher.phantom --help`` writes a dataset from the command line.
 """
 

@@ -18,6 +18,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m launcher.phantom", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="dataset root (train/, test/, manifest.csv)")
     parser.add_argument("--per-class", type=int, default=defaults.per_class, help="images per class, both splits")
+    parser.add_argument(
+        "--slices-per-subject", type=int, default=defaults.slices_per_subject, help="slices of one subject"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="master seed")
     parser.add_argument("--format", choices=IMAGE_FORMATS, default=defaults.image_format, help="file format")
     parser.add_argument("--difficulty", type=float, default=defaults.difficulty, help="0 = easy .. 1 = hard")
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     config = PhantomConfig(
         per_class=args.per_class,
+        slices_per_subject=args.slices_per_subject,
         test_fraction=args.test_fraction,
         seed=args.seed,
         size=args.size,
@@ -48,12 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.contact_sheet is not None:
         write_contact_sheet(args.contact_sheet, config)
     logger.info(
-        "Wrote %s phantom images (%s per class: %s train + %s test; labels %s; seed %s; difficulty %s) "
-        "to %s with manifest.csv in %.1f s",
+        "Wrote %s phantom images (%s per class: %s train + %s test; %s subjects per class, %s in test; "
+        "labels %s; seed %s; difficulty %s) to %s with labels.csv and manifest.csv in %.1f s",
         config.per_class * len(config.labels),
         config.per_class,
-        config.per_class - config.test_count,
-        config.test_count,
+        config.train_count,
+        config.per_class - config.train_count,
+        config.subjects_per_class,
+        config.test_subjects,
         ",".join(config.labels),
         config.seed,
         config.difficulty,

@@ -1,7 +1,8 @@
-"""Render phantom slices and write them as a Kaggle-style labelled dataset.
+"""Render phantom subjects and write them as a Kaggle-style labelled dataset with a labels CSV.
 
-Every image has its own ``numpy.random.Generator`` seeded from (seed, lesion kind, sample index),
-so a sample is the same whatever else is generated and in whatever order: same config, same bytes.
+A subject (one head, scanner session and tumour; see ``subjects``) and each of its slices have their
+own ``numpy.random.Generator``, seeded from (seed, lesion kind, subject index, stream), so a slice
+is the same whatever else is generated and in whatever order: same config, same bytes.
 """
 
 from __future__ import annotations
@@ -13,20 +14,25 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from launcher.phantom.anatomy import AXIAL_LEVELS_MM, sample_contrast, slice_anatomy
+from launcher.phantom.anatomy import slice_anatomy
 from launcher.phantom.lesions import LESION_PAINTERS, Painter
+from launcher.phantom.subjects import Subject, acquire, draw_subject, place
 
 SPLITS = ("train", "test")
 IMAGE_FORMATS = ("jpg", "png")
-# Columns of manifest.csv: the file, its class and split, then how it was generated.
-# Lesion columns a kind does not use (dural tail for gliomas, necrosis for meningiomas) stay empty.
+# The labels CSV the pipeline reads (``MRI_LABELS_CSV``): each file's path, class and subject.
+LABELS_CSV_COLUMNS = ("file", "label", "subject")
+# Columns of manifest.csv: the file, its class, split and subject, then how it was generated.
+# Lesion columns a kind does not use (dural tail for gliomas, necrosis for meningiomas) stay empty;
+# the columns from rotation_deg on are the subject's, the same in each of its rows.
 MANIFEST_COLUMNS = (
     "file",
     "label",
     "split",
     "number",
+    "subject",
+    "slice",
     "seed",
     "sample_index",
     "difficulty",
@@ -44,6 +50,8 @@ MANIFEST_COLUMNS = (
     "zoom",
     "shift_row",
     "shift_col",
+    "scale_row",
+    "scale_col",
     "intensity_scale",
     "bias_strength",
     "blur_px",
@@ -59,7 +67,10 @@ class PhantomConfig:
     labels: tuple[str, ...] = ("glioma", "meningioma")
     # Images per class, train and test together.
     per_class: int = 330
-    # Share of each class written to test/ (rounded per class); the rest goes to train/.
+    # Slices of one subject (neighbouring levels of one head); a class's last subject may have fewer.
+    slices_per_subject: int = 5
+    # Share of each class's subjects written to test/ (rounded, at least one on each side); a
+    # subject's slices all go to one split.
     test_fraction: float = 0.25
     # Master seed of every random choice.
     seed: int = 0
@@ -67,7 +78,7 @@ class PhantomConfig:
     size: int = 256
     # "jpg" like the public Kaggle set, or lossless "png".
     image_format: str = "jpg"
-    # 0 = large, bright lesions on clean images; 1 = small, faint lesions on noisy images.
+    # 0 = large, bright lesions on clean images; 1 = small, faint lesions on noisy, shaded images.
     difficulty: float = 0.5
     # JPEG quality 1-95 (ignored for png).
     jpeg_quality: int = 90
@@ -79,8 +90,15 @@ class PhantomConfig:
             raise ValueError(f"labels must be distinct and non-empty, got {self.labels}")
         if self.per_class < 1:
             raise ValueError(f"per_class must be >= 1, got {self.per_class}")
+        if self.slices_per_subject < 1:
+            raise ValueError(f"slices_per_subject must be >= 1, got {self.slices_per_subject}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.test_fraction > 0 and self.subjects_per_class < 2:
+            raise ValueError(
+                f"per_class={self.per_class} with slices_per_subject={self.slices_per_subject} makes one "
+                "subject per class, which cannot be in both splits: raise per_class or lower slices_per_subject"
+            )
         if self.size < 64:
             raise ValueError(f"size must be >= 64 pixels, got {self.size}")
         if self.image_format not in IMAGE_FORMATS:
@@ -91,9 +109,31 @@ class PhantomConfig:
             raise ValueError(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
 
     @property
-    def test_count(self) -> int:
-        """Images per class in test/ (half rounds up)."""
-        return math.floor(self.per_class * self.test_fraction + 0.5)
+    def subjects_per_class(self) -> int:
+        return math.ceil(self.per_class / self.slices_per_subject)
+
+    @property
+    def test_subjects(self) -> int:
+        """Subjects per class in test/ (half rounds up; at least one, and one left for train/)."""
+        if self.test_fraction == 0:
+            return 0
+        wanted = math.floor(self.subjects_per_class * self.test_fraction + 0.5)
+        return min(max(wanted, 1), self.subjects_per_class - 1)
+
+    @property
+    def train_count(self) -> int:
+        """Images per class in train/: the slices of the first subjects (the last, partial one goes to
+        test/ unless test/ has none)."""
+        return min(self.per_class, (self.subjects_per_class - self.test_subjects) * self.slices_per_subject)
+
+    def slices_of(self, subject_index: int) -> int:
+        """How many slices subject ``subject_index`` (0-based, per class) has."""
+        return min(self.slices_per_subject, self.per_class - subject_index * self.slices_per_subject)
+
+    def subject_id(self, label: str, subject_index: int) -> str:
+        """``sub-001``...: numbered over all classes in ``labels`` order, with no hint of the class."""
+        number = self.labels.index(label) * self.subjects_per_class + subject_index + 1
+        return f"sub-{number:0{max(3, len(str(len(self.labels) * self.subjects_per_class)))}d}"
 
 
 def painter_for(label: str) -> Painter:
@@ -111,115 +151,52 @@ def painter_for(label: str) -> Painter:
         ) from None
 
 
-def sample_rng(seed: int, label: str, sample_index: int) -> np.random.Generator:
-    """The random generator of one image, independent of every other image.
+def make_subject(label: str, subject_index: int, config: PhantomConfig = PhantomConfig()) -> Subject:
+    """Subject ``subject_index`` (0-based) of class ``label``: the same whatever else is generated.
 
-    :param seed: the master seed.
-    :param label: the class (a supported lesion kind).
-    :param sample_index: 0-based index of the image within its class.
-    """
-    painter_for(label)
-    kind_id = sorted(LESION_PAINTERS).index(label)
-    return np.random.default_rng(np.random.SeedSequence([seed, kind_id, sample_index]))
-
-
-def _reposition(
-    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
-    """Patient positioning: slight rotation, zoom and shift, applied to image and mask alike.
-
-    :param image: the painted slice.
-    :param mask: its lesion mask.
-    :param rng: the sample's random generator.
-    :returns: the moved image and mask, the 2 x 3 matrix taking an input (row, col, 1) to its
-        output position, and the pose drawn.
-    """
-    size = image.shape[0]
-    pose = {
-        "rotation_deg": rng.uniform(-10.0, 10.0),
-        "zoom": rng.uniform(0.92, 1.08),
-        "shift_row": rng.uniform(-0.04, 0.04) * size,
-        "shift_col": rng.uniform(-0.04, 0.04) * size,
-    }
-    angle = np.deg2rad(pose["rotation_deg"])
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    centre = np.full(2, (size - 1) / 2.0)
-    shift = np.array([pose["shift_row"], pose["shift_col"]])
-    forward = pose["zoom"] * rotation
-    forward_offset = centre + shift - forward @ centre
-    # affine_transform pulls: it needs the output -> input mapping, the inverse of ``forward``.
-    inverse = np.linalg.inv(forward)
-    inverse_offset = -inverse @ forward_offset
-    moved = ndimage.affine_transform(image, inverse, inverse_offset, order=1, mode="constant")
-    moved_mask = ndimage.affine_transform(mask.astype(np.float32), inverse, inverse_offset, order=1) > 0.5
-    return moved, moved_mask, np.hstack([forward, forward_offset[:, None]]), pose
-
-
-def _bias_field(size: int, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth multiplicative coil shading: exp of a random quadratic surface over the image."""
-    axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    rows, cols = np.meshgrid(axis, axis, indexing="ij")
-    terms = np.stack([rows, cols, rows * cols, rows**2 - 1 / 3, cols**2 - 1 / 3])
-    coefficients = rng.normal(0.0, 1.0, len(terms)).astype(np.float32)
-    surface = np.tensordot(coefficients, terms, axes=1)
-    return np.exp(strength * surface / max(float(np.abs(surface).max()), 1e-6))
-
-
-def _scanner_effects(
-    image: np.ndarray, rng: np.random.Generator, difficulty: float
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Acquisition: finite resolution, receive-coil shading, gain, and Rician magnitude noise.
-
-    :param image: the repositioned slice, CSF near 1.
-    :param rng: the sample's random generator.
-    :param difficulty: raises the noise and the shading.
-    :returns: the acquired image and the effects drawn.
-    """
-    effects = {
-        "blur_px": rng.uniform(0.3, 0.9),
-        "bias_strength": rng.uniform(0.0, 0.15 + 0.2 * difficulty),
-        "intensity_scale": rng.uniform(0.8, 1.0),
-        "noise_sigma": rng.uniform(0.7, 1.3) * (0.012 + 0.04 * difficulty),
-    }
-    image = ndimage.gaussian_filter(image, effects["blur_px"])
-    image = image * _bias_field(image.shape[0], effects["bias_strength"], rng) * effects["intensity_scale"]
-    # Magnitude images: noise on the real and imaginary channels, then the modulus (Rician),
-    # which is why the background is not black but a dim speckle.
-    real = image + rng.normal(0.0, effects["noise_sigma"], image.shape)
-    imaginary = rng.normal(0.0, effects["noise_sigma"], image.shape)
-    return np.hypot(real, imaginary), effects
-
-
-def render_sample(
-    label: str, rng_or_seed: np.random.Generator | int, config: PhantomConfig = PhantomConfig()
-) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
-    """One phantom slice of class ``label`` with its lesion mask.
-
-    :param label: a supported lesion kind ("glioma" or "meningioma").
-    :param rng_or_seed: the sample's generator, or an int seed for a fresh one.
-    :param config: size and difficulty are used.
-    :returns: (uint8 image ``size`` x ``size``, bool lesion mask aligned with it, parameters drawn;
-        the lesion centre is in output pixel coordinates).
     :raises ValueError: the label is not a supported lesion kind.
     """
-    painter = painter_for(label)
-    rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
-    level_mm = int(rng.choice(AXIAL_LEVELS_MM))
+    painter_for(label)
+    return draw_subject(
+        config.subject_id(label, subject_index),
+        label,
+        config.slices_of(subject_index),
+        config.size,
+        config.difficulty,
+        (config.seed, sorted(LESION_PAINTERS).index(label), subject_index),
+    )
+
+
+def render_slice(
+    subject: Subject, slice_index: int, config: PhantomConfig = PhantomConfig()
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """Slice ``slice_index`` of ``subject`` with its lesion mask.
+
+    :param subject: from :func:`make_subject`.
+    :param slice_index: 0-based, below ``len(subject.levels)``.
+    :param config: seed, size and difficulty are used.
+    :returns: (uint8 image ``size`` x ``size``, bool lesion mask aligned with it, parameters drawn;
+        the lesion centre is in output pixel coordinates).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([*subject.seed, 1 + slice_index]))
+    level_mm = subject.levels[slice_index]
     anatomy = slice_anatomy(level_mm, config.size)
-    image, mask, lesion = painter(anatomy, sample_contrast(rng), rng, config.difficulty)
-    image, mask, forward, pose = _reposition(image, mask, rng)
-    image, effects = _scanner_effects(image, rng, config.difficulty)
+    # The same tumour looks a little brighter or fainter from one slice to the next.
+    lesion_contrast = subject.lesion_contrast * rng.uniform(0.9, 1.1)
+    painter = painter_for(subject.label)
+    image, mask, lesion = painter(anatomy, subject.contrast, rng, config.difficulty, lesion_contrast)
+    image, mask, centre = place(subject, image, mask, np.array([lesion["centre_row"], lesion["centre_col"]]))
+    image = acquire(subject, image, rng)
     pixels = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    centre = forward @ np.array([lesion["centre_row"], lesion["centre_col"], 1.0])
     params = {
-        "label": label,
+        "label": subject.label,
+        "slice": slice_index,
         "difficulty": config.difficulty,
         "level_mm": level_mm,
         **lesion,
         "centre_row": float(centre[0]),
         "centre_col": float(centre[1]),
-        **pose,
-        **effects,
+        **subject.params(),
     }
     return pixels, mask, params
 
@@ -248,34 +225,40 @@ def _save(pixels: np.ndarray, path: Path, config: PhantomConfig) -> None:
 
 
 def generate_dataset(out_dir: str | Path, config: PhantomConfig = PhantomConfig()) -> Path:
-    """Write ``train/<label> (N).<ext>``, ``test/<label> (N).<ext>`` and ``manifest.csv``.
+    """Write ``train/<label> (N).<ext>``, ``test/<label> (N).<ext>``, ``labels.csv`` and ``manifest.csv``.
 
     File names follow the public Kaggle brain-tumour set (``glioma (12).jpg``), numbered from 1
-    per label and split. The first ``per_class - test_count`` samples of a class go to train/.
+    per label and split. A class's first subjects go to train/, the last ``test_subjects`` to
+    test/. ``labels.csv`` (``file,label,subject``, the file as ``<split>/<name>``) is what
+    ``MRI_LABELS_CSV`` reads when the images are uploaded flat into ``landing/<split>/``.
 
     :param out_dir: dataset root; created if missing. Images of these labels already there are replaced.
     :param config: what to generate.
-    :returns: ``out_dir`` as a Path (the manifest is ``out_dir / "manifest.csv"``).
+    :returns: ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
     for split in SPLITS:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
         _clear_stale_images(out_dir / split, config.labels)
-    train_count = config.per_class - config.test_count
     rows = []
     for label in config.labels:
-        for sample_index in range(config.per_class):
-            split = "train" if sample_index < train_count else "test"
-            number = sample_index + 1 if split == "train" else sample_index - train_count + 1
-            file = f"{split}/{label} ({number}).{config.image_format}"
-            pixels, _, params = render_sample(label, sample_rng(config.seed, label, sample_index), config)
-            _save(pixels, out_dir / file, config)
-            identity = {"file": file, "split": split, "number": number, "seed": config.seed}
-            rows.append({**params, **identity, "sample_index": sample_index})
-    manifest = out_dir / "manifest.csv"
-    with manifest.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, restval="", lineterminator="\n")
-        writer.writeheader()
-        for row in sorted(rows, key=lambda row: (SPLITS.index(row["split"]), row["label"], row["number"])):
-            writer.writerow({column: _format(row[column]) for column in MANIFEST_COLUMNS if column in row})
+        numbers = dict.fromkeys(SPLITS, 0)
+        for subject_index in range(config.subjects_per_class):
+            subject = make_subject(label, subject_index, config)
+            split = SPLITS[subject_index >= config.subjects_per_class - config.test_subjects]
+            for slice_index in range(len(subject.levels)):
+                numbers[split] += 1
+                file = f"{split}/{label} ({numbers[split]}).{config.image_format}"
+                pixels, _, params = render_slice(subject, slice_index, config)
+                _save(pixels, out_dir / file, config)
+                sample_index = subject_index * config.slices_per_subject + slice_index
+                identity = {"file": file, "split": split, "number": numbers[split], "seed": config.seed}
+                rows.append({**params, **identity, "sample_index": sample_index})
+    rows.sort(key=lambda row: (SPLITS.index(row["split"]), row["label"], row["number"]))
+    for name, columns in (("manifest.csv", MANIFEST_COLUMNS), ("labels.csv", LABELS_CSV_COLUMNS)):
+        with (out_dir / name).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="", lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({column: _format(row[column]) for column in columns if column in row})
     return out_dir

@@ -5,9 +5,10 @@
 * Glioma: intra-axial. Centred in white matter and kept off the dura, irregular margin, a bright
   rim around a darker necrotic core, and bright edema reaching along the white matter.
 
-Each painter takes ``(anatomy, contrast, rng, difficulty)`` and returns a :class:`PaintedLesion`
-``(image, mask, params)``: the float image (CSF near 1), the lesion's pixels, and what was drawn.
-``difficulty`` in [0, 1] shrinks lesions and fades their contrast.
+Each painter takes ``(anatomy, contrast, rng, difficulty, lesion_contrast)`` and returns a
+:class:`PaintedLesion` ``(image, mask, params)``: the float image (CSF near 1), the lesion's pixels,
+and what was drawn. ``difficulty`` in [0, 1] shrinks lesions; ``lesion_contrast`` is the tumour's
+brightness over grey matter, the subject's (see ``subjects.LESION_CONTRAST_RANGE``).
 """
 
 from __future__ import annotations
@@ -148,7 +149,11 @@ def _dural_tail(anatomy: SliceAnatomy, distance: np.ndarray, radius: float, rng:
 
 
 def paint_meningioma(
-    anatomy: SliceAnatomy, contrast: TissueContrast, rng: np.random.Generator, difficulty: float
+    anatomy: SliceAnatomy,
+    contrast: TissueContrast,
+    rng: np.random.Generator,
+    difficulty: float,
+    lesion_contrast: float,
 ) -> PaintedLesion:
     """A dural-based, well circumscribed, homogeneous mass compressing the adjacent brain.
 
@@ -157,7 +162,8 @@ def paint_meningioma(
     :param anatomy: the slice to paint on.
     :param contrast: the slice's tissue signals.
     :param rng: the sample's random generator.
-    :param difficulty: 0 = large and bright, 1 = small and close to grey matter.
+    :param difficulty: 0 = large, 1 = small.
+    :param lesion_contrast: the tumour's brightness over grey matter.
     """
     radius = rng.uniform(_lerp(12.0, 6.0, difficulty), _lerp(26.0, 13.0, difficulty)) * anatomy.px_per_mm
     site, anchor, inward = _dural_attachment(anatomy, rng)
@@ -185,7 +191,6 @@ def paint_meningioma(
     cleft = np.exp(-(((beyond - 1.0) / 1.0) ** 2)) * (beyond > 0) * anatomy.intracranial
     image += rng.uniform(0.3, 0.7) * cleft * (contrast.csf - image)
 
-    lesion_contrast = rng.uniform(0.25, 0.6) * _lerp(1.0, 0.4, difficulty)
     # Fairly homogeneous: faint fine grain and broad patches, far from a glioma's blotches.
     texture = 0.035 * _smooth_noise(rng, image.shape, 1.2) + 0.04 * _smooth_noise(rng, image.shape, 4.0)
     tumour_signal = contrast.grey * (1.0 + lesion_contrast) * (1.0 + texture)
@@ -217,7 +222,11 @@ def _white_matter_centre(anatomy: SliceAnatomy, reach: float, rng: np.random.Gen
 
 
 def paint_glioma(
-    anatomy: SliceAnatomy, contrast: TissueContrast, rng: np.random.Generator, difficulty: float
+    anatomy: SliceAnatomy,
+    contrast: TissueContrast,
+    rng: np.random.Generator,
+    difficulty: float,
+    lesion_contrast: float,
 ) -> PaintedLesion:
     """An intra-axial, irregular, heterogeneous mass with a necrotic core and white-matter edema.
 
@@ -226,7 +235,8 @@ def paint_glioma(
     :param anatomy: the slice to paint on.
     :param contrast: the slice's tissue signals.
     :param rng: the sample's random generator.
-    :param difficulty: 0 = large, necrotic and bright; 1 = small, often solid and faint.
+    :param difficulty: 0 = large and necrotic; 1 = small and often solid.
+    :param lesion_contrast: the rim's brightness over grey matter.
     """
     radius = rng.uniform(_lerp(10.0, 5.0, difficulty), _lerp(22.0, 11.0, difficulty)) * anatomy.px_per_mm
     profile = _radial_profile(rng, _lerp(0.5, 0.35, difficulty), range(2, 9))
@@ -258,8 +268,7 @@ def paint_glioma(
     edema_signal = contrast.grey + rng.uniform(0.3, 0.55) * (contrast.csf - contrast.grey)
     image += edema * _lerp(0.9, 0.5, difficulty) * (edema_signal - image)
 
-    # The enhancing rim outshines the edema around it.
-    lesion_contrast = rng.uniform(0.6, 1.0) * _lerp(1.0, 0.4, difficulty)
+    # The enhancing rim, as bright as the subject's tumour: a faint one fades into its edema.
     rim_signal = contrast.grey * (1.0 + lesion_contrast)
     tumour_signal = np.full(image.shape, rim_signal, dtype=np.float32)
     necrosis_fraction = 0.0
@@ -289,6 +298,6 @@ def paint_glioma(
     return PaintedLesion(image.astype(np.float32), mask, params)
 
 
-Painter = Callable[[SliceAnatomy, TissueContrast, np.random.Generator, float], PaintedLesion]
+Painter = Callable[[SliceAnatomy, TissueContrast, np.random.Generator, float, float], PaintedLesion]
 # The lesion kinds the generator can draw, by class label.
 LESION_PAINTERS: dict[str, Painter] = {"glioma": paint_glioma, "meningioma": paint_meningioma}

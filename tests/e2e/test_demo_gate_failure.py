@@ -24,7 +24,7 @@ def test_a_failed_gate_stops_the_demo_with_its_reasons_and_exit_code_1(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MRI_", "MAKE"))}
     env |= demo_folders(tmp_path) | registry_at(tmp_path / "mri.duckdb") | too_few
     env |= {"AIRFLOW_HOME": str(tmp_path / "airflow")}
-    phantom = generate_dataset(tmp_path / "phantom", PhantomConfig(per_class=4, seed=5))
+    phantom = generate_dataset(tmp_path / "phantom", PhantomConfig(per_class=4, slices_per_subject=2, seed=5))
     summary = tmp_path / "summary.json"
 
     done = subprocess.run(

@@ -37,7 +37,7 @@ def production_state(root) -> tuple:
 def test_make_demo_on_airflow_3_after_2_keeps_the_registry_models_and_production(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MRI_", "MAKE"))}
     env |= demo_folders(tmp_path) | registry_at(tmp_path / "mri.duckdb") | TINY_DEMO_SETTINGS
-    phantom = generate_dataset(tmp_path / "phantom", PhantomConfig(per_class=8, seed=3))
+    phantom = generate_dataset(tmp_path / "phantom", PhantomConfig(per_class=8, slices_per_subject=2, seed=3))
 
     def demo(major: str) -> tuple[subprocess.CompletedProcess, dict]:
         summary = tmp_path / f"summary-{major}.json"

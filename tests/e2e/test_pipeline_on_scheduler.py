@@ -53,7 +53,7 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     for name, value in (demo_folders(tmp_path) | TINY_DEMO_SETTINGS).items():
         monkeypatch.setenv(name, value)
     settings.cache_clear()
-    config = PhantomConfig(per_class=8, seed=3)
+    config = PhantomConfig(per_class=8, slices_per_subject=2, seed=3)
     phantom = generate_dataset(tmp_path / "phantom", config)
     summary_path = tmp_path / "summary.json"
     demo_args = ["--phantom-dir", str(phantom), "--summary", str(summary_path)]
@@ -89,8 +89,8 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     summary = json.loads(summary_path.read_text())
     # Every stray file ends in quarantine: text and empty at ingestion, the rest at the registry.
     assert summary["registry"] == {
-        "train": {"registered": 2 * (config.per_class - config.test_count), "quarantined": 2},
-        "test": {"registered": 2 * config.test_count},
+        "train": {"registered": 2 * config.train_count, "quarantined": 2},
+        "test": {"registered": 2 * (config.per_class - config.train_count)},
     }
     assert summary["gate_passed"] == {"train": True, "test": True}
     assert summary["baseline"]["model_id"] != summary["fine_tuned"]["model_id"]
@@ -116,6 +116,10 @@ def test_a_demo_killed_while_training_is_finished_by_the_next_one(tmp_path, monk
     # No duplicate row: one per file and per content, though every file was uploaded twice.
     assert db.fetch_all("SELECT COUNT(*), COUNT(DISTINCT uri) FROM image_files") == [(uploads - 2, uploads - 2)]
     assert db.fetch_all("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM images") == [(uploads - 2, uploads - 2)]
+    # Every phantom slice carries its subject, from the subject=<id> folder the demo uploads it into.
+    assert db.fetch_all("SELECT COUNT(DISTINCT subject), COUNT(subject) FROM image_files") == [
+        (2 * config.subjects_per_class, 2 * config.per_class)
+    ]
     # The two stray images that pass ingestion are quarantined by the registry, once.
     assert db.fetch_all("SELECT COUNT(*) FROM images WHERE status = 'quarantined'") == [(2,)]
     roles = dict(db.fetch_all("SELECT role, COUNT(*) FROM models GROUP BY role"))
