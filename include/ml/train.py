@@ -2,11 +2,11 @@
 checkpoint. One progress line per epoch (loss, accuracy, validation AUC, images/s) and one every
 ``log_every`` batches.
 
-The defaults are the demo's recipe measured on the phantom set (README, "Training and
-evaluation"): AdamW at 2e-3 with weight decay 0.05, half an epoch of warm-up then cosine decay,
-light augmentation (flips, small affine warps; a gain, bias field and noise per image, added after
-those measurements), 30 epochs at 128 px. The best epoch by validation ROC AUC (then loss) is kept;
-``patience`` epochs without a better one stop the run early.
+The defaults are the demo's recipe measured on the phantom set with subjects (README, "Training
+and evaluation"): AdamW at 2e-3 with weight decay 0.05, half an epoch of warm-up then cosine decay,
+light augmentation (flips, small affine warps; a gain, bias field and noise per image), 50 epochs
+at 160 px. The best epoch by validation ROC AUC (then loss) is kept; ``patience`` epochs without a
+better one stop the run early.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def test_blank_means_the_default_and_whitespace_is_dropped():
 def test_a_blank_airflow_variable_still_hides_the_plain_name():
     """The AIRFLOW_VAR_ name wins whenever it is present, even blank (then: the default)."""
     for blank in ("", " "):
-        assert load_settings({"AIRFLOW_VAR_MRI_TRAIN_EPOCHS": blank, "MRI_TRAIN_EPOCHS": "3"}).train_epochs == 30
+        assert load_settings({"AIRFLOW_VAR_MRI_TRAIN_EPOCHS": blank, "MRI_TRAIN_EPOCHS": "3"}).train_epochs == 50
 
 
 def _model_configs() -> str:
