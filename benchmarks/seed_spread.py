@@ -22,20 +22,18 @@ from include.config import PROJECT_ROOT, settings
 
 
 def phantom_split(folder: Path, split: str, labels: tuple[str, ...]) -> tuple[list, list[int], list[str]]:
-    """The split's images (decoded as the pipeline does), class indices and holdout keys (each
-    image's subject from the set's labels.csv), in the order a snapshot lists them (by SHA-256), so
+    """The split's images as the set's labels.csv lists them (decoded as the pipeline does), class
+    indices and holdout keys (each image's subject), in the order a snapshot lists them (by SHA-256), so
     a seed gives the pipeline's batches and validation holdout."""
     from include.ml.data import holdout_keys
     from include.ml.predict import open_image
 
-    with (folder / "labels.csv").open(newline="", encoding="utf-8") as handle:
-        subjects = {row["file"]: row["subject"] for row in csv.DictReader(handle)}
     files = {}
-    for path in (folder / split).iterdir():
-        label = path.name.split(" (")[0]
-        if label in labels:
-            data = path.read_bytes()
-            files[hashlib.sha256(data).hexdigest()] = (data, labels.index(label), subjects[f"{split}/{path.name}"])
+    with (folder / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["file"].startswith(f"{split}/") and row["label"] in labels:
+                data = (folder / row["file"]).read_bytes()
+                files[hashlib.sha256(data).hexdigest()] = (data, labels.index(row["label"]), row["subject"])
     hashes = sorted(files)
     keys = holdout_keys([(None, None, sha256, files[sha256][2]) for sha256 in hashes])
     return [open_image(files[sha256][0]) for sha256 in hashes], [files[sha256][1] for sha256 in hashes], keys

@@ -63,12 +63,12 @@ def upload(phantom_dir: Path) -> dict[str, int]:
     """Copy the phantom images into landing/<split>/subject=<id>/ (the subject from the set's
     labels.csv), and STRAY_FILES into landing/train/; returns files per split."""
     storage = get_storage()
-    with (phantom_dir / "labels.csv").open(newline="", encoding="utf-8") as handle:
-        subjects = {row["file"]: row["subject"] for row in csv.DictReader(handle)}
     uploaded: Counter = Counter()
-    for split in SPLITS:
-        for path in sorted((phantom_dir / split).glob("*.*")):
-            storage.write(f"landing/{split}/subject={subjects[f'{split}/{path.name}']}/{path.name}", path.read_bytes())
+    # The set's own list, not a folder listing: a stray file in the set's folders is not uploaded.
+    with (phantom_dir / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            split, name = row["file"].split("/")
+            storage.write(f"landing/{split}/subject={row['subject']}/{name}", (phantom_dir / row["file"]).read_bytes())
             uploaded[split] += 1
     for name, data in STRAY_FILES.items():
         storage.write(f"landing/train/{name}", data)

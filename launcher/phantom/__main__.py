@@ -16,7 +16,9 @@ logger = logging.getLogger("launcher.phantom")
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = PhantomConfig()
     parser = argparse.ArgumentParser(prog="python -m launcher.phantom", description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="dataset root (train/, test/, manifest.csv)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="dataset root (train/, test/, labels.csv, manifest.csv)"
+    )
     parser.add_argument("--per-class", type=int, default=defaults.per_class, help="images per class, both splits")
     parser.add_argument(
         "--slices-per-subject", type=int, default=defaults.slices_per_subject, help="slices of one subject"
@@ -26,7 +28,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--difficulty", type=float, default=defaults.difficulty, help="0 = easy .. 1 = hard")
     parser.add_argument("--size", type=int, default=defaults.size, help="image width and height, pixels")
     parser.add_argument(
-        "--test-fraction", type=float, default=defaults.test_fraction, help="share of each class in test/"
+        "--test-fraction", type=float, default=defaults.test_fraction, help="share of each class's subjects in test/"
     )
     parser.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of samples per class here")
     return parser.parse_args(argv)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from launcher.phantom.anatomy import slice_anatomy
+from launcher.phantom.anatomy import AXIAL_LEVELS_MM, slice_anatomy
 from launcher.phantom.lesions import LESION_PAINTERS, Painter
 from launcher.phantom.subjects import Subject, acquire, draw_subject, place
 
@@ -90,8 +90,11 @@ class PhantomConfig:
             raise ValueError(f"labels must be distinct and non-empty, got {self.labels}")
         if self.per_class < 1:
             raise ValueError(f"per_class must be >= 1, got {self.per_class}")
-        if self.slices_per_subject < 1:
-            raise ValueError(f"slices_per_subject must be >= 1, got {self.slices_per_subject}")
+        if not 1 <= self.slices_per_subject <= len(AXIAL_LEVELS_MM):
+            raise ValueError(
+                f"slices_per_subject must be in [1, {len(AXIAL_LEVELS_MM)}] (one per axial level), "
+                f"got {self.slices_per_subject}"
+            )
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.test_fraction > 0 and self.subjects_per_class < 2:
@@ -131,7 +134,9 @@ class PhantomConfig:
         return min(self.slices_per_subject, self.per_class - subject_index * self.slices_per_subject)
 
     def subject_id(self, label: str, subject_index: int) -> str:
-        """``sub-001``...: numbered over all classes in ``labels`` order, with no hint of the class."""
+        """``sub-001``...: numbered over all classes in ``labels`` order, so the numbers run in blocks
+        of a class (train subjects first); the pipeline only hashes them (holdout) and compares them
+        (gate), and a model never sees them. They depend on ``per_class``, as the split does."""
         number = self.labels.index(label) * self.subjects_per_class + subject_index + 1
         return f"sub-{number:0{max(3, len(str(len(self.labels) * self.subjects_per_class)))}d}"
 
@@ -208,9 +213,10 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def _clear_stale_images(split_dir: Path, labels: tuple[str, ...]) -> None:
-    """Remove images a previous, larger run left behind, so every file belongs to this run."""
-    for label in labels:
+def _clear_stale_images(split_dir: Path) -> None:
+    """Remove images a previous run left behind (a larger one, or one of other labels), so every
+    file belongs to this run."""
+    for label in LESION_PAINTERS:
         for extension in IMAGE_FORMATS:
             for path in split_dir.glob(f"{label} (*).{extension}"):
                 path.unlink()
@@ -229,17 +235,20 @@ def generate_dataset(out_dir: str | Path, config: PhantomConfig = PhantomConfig(
 
     File names follow the public Kaggle brain-tumour set (``glioma (12).jpg``), numbered from 1
     per label and split. A class's first subjects go to train/, the last ``test_subjects`` to
-    test/. ``labels.csv`` (``file,label,subject``, the file as ``<split>/<name>``) is what
-    ``MRI_LABELS_CSV`` reads when the images are uploaded flat into ``landing/<split>/``.
+    test/ (so the split, like the subject ids, depends on ``per_class``). ``labels.csv``
+    (``file,label,subject``, the file as ``<split>/<name>``) is what ``MRI_LABELS_CSV`` reads when
+    the images are uploaded flat into ``landing/<split>/``.
 
-    :param out_dir: dataset root; created if missing. Images of these labels already there are replaced.
+    :param out_dir: dataset root; created if missing. Phantom images already there are replaced.
     :param config: what to generate.
     :returns: ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
+    # Written last: a set without it is incomplete (the demo makes it again).
+    (out_dir / "labels.csv").unlink(missing_ok=True)
     for split in SPLITS:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
-        _clear_stale_images(out_dir / split, config.labels)
+        _clear_stale_images(out_dir / split)
     rows = []
     for label in config.labels:
         numbers = dict.fromkeys(SPLITS, 0)

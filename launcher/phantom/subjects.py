@@ -47,7 +47,8 @@ class Subject:
     shift_row: float
     shift_col: float
     # Head shape: scale along rows and columns (around the image centre), and a smooth
-    # displacement field (2, size, size) in pixels, template -> subject.
+    # displacement field (2, size, size) in pixels: at a point of the subject's head, the shift to
+    # the template point it shows.
     scale_row: float
     scale_col: float
     displacement: np.ndarray
@@ -128,7 +129,7 @@ def draw_subject(
     )
 
 
-class _Placement:
+class Placement:
     """Where each output pixel of a subject's slice comes from on the template: pose, then shape."""
 
     def __init__(self, subject: Subject, size: int):
@@ -176,7 +177,7 @@ def place(subject: Subject, image: np.ndarray, mask: np.ndarray, centre: np.ndar
     :returns: the moved image, the moved mask and the lesion centre in output pixels.
     """
     size = image.shape[0]
-    placement = _Placement(subject, size)
+    placement = Placement(subject, size)
     coordinates = placement.template_coordinates(size)
     moved = ndimage.map_coordinates(image, coordinates, order=1, mode="constant")
     moved_mask = ndimage.map_coordinates(mask.astype(np.float32), coordinates, order=1) > 0.5
@@ -185,7 +186,8 @@ def place(subject: Subject, image: np.ndarray, mask: np.ndarray, centre: np.ndar
 
 def bias_field(size: int, coefficients: np.ndarray, strength: float) -> np.ndarray:
     """Smooth multiplicative coil shading: exp of a quadratic surface over the image, scaled so its
-    largest excursion is ``strength``."""
+    largest excursion is ``strength``. Training's ``include.ml.data.augment_intensity`` draws the
+    same kind of field (``include/`` cannot import the launcher)."""
     axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     rows, cols = np.meshgrid(axis, axis, indexing="ij")
     terms = np.stack([rows, cols, rows * cols, rows**2 - 1 / 3, cols**2 - 1 / 3])

@@ -44,7 +44,8 @@ def separated(targets: np.ndarray, separation: float, noise: np.ndarray) -> np.n
 
 
 def test_a_paired_gain_separates_a_better_model_from_luck():
-    """83 test images per class, as the demo's test split; the same per-image noise for both models."""
+    """83 test images per class, as the demo's test split had before subjects (85 now); the same
+    per-image noise for both models."""
     targets = np.repeat([0, 1], 83)
     noise = np.random.default_rng(0).normal(size=len(targets))
     production = separated(targets, 1.5, noise)

@@ -10,12 +10,13 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from include.registry.records import csv_names, csv_path
 from launcher.phantom import PhantomConfig, generate_dataset
 from launcher.phantom import anatomy as phantom_anatomy
 from launcher.phantom.anatomy import AXIAL_LEVELS_MM, TemplateNotFoundError, sample_contrast, slice_anatomy
 from launcher.phantom.generate import MANIFEST_COLUMNS, make_subject, render_slice
 from launcher.phantom.lesions import GLIOMA_DURA_MARGIN_MM, paint_glioma, paint_meningioma
-from launcher.phantom.subjects import LESION_CONTRAST_RANGE
+from launcher.phantom.subjects import LESION_CONTRAST_RANGE, Placement
 
 # Two subjects per class: one of 5 slices in train/, one of 3 in test/.
 SMALL = PhantomConfig(per_class=8, seed=1)
@@ -70,7 +71,7 @@ def test_manifest_and_labels_csv_split_by_subject(dataset):
         assert splits.count("train") == 5 and splits.count("test") == 3
     images = sorted(name for name in _files(dataset) if name.endswith(".jpg"))
     assert sorted(row["file"] for row in rows) == images
-    # A subject's slices all sit in one split, and ids say nothing of the class.
+    # A subject's slices all sit in one split.
     splits_of = {}
     for row in rows:
         splits_of.setdefault(row["subject"], set()).add(row["split"])
@@ -127,6 +128,49 @@ def test_too_few_images_for_a_subject_per_split_is_refused():
     with pytest.raises(ValueError, match="one subject per class"):
         PhantomConfig(per_class=4, slices_per_subject=5)
     assert PhantomConfig(per_class=4, slices_per_subject=5, test_fraction=0).train_count == 4
+
+
+def test_more_slices_than_levels_is_refused_before_anything_is_deleted(tmp_path, dataset):
+    before = _files(dataset)
+    with pytest.raises(ValueError, match=r"slices_per_subject must be in \[1, 25\]"):
+        generate_dataset(dataset, PhantomConfig(per_class=60, slices_per_subject=30))
+    assert _files(dataset) == before
+
+
+def test_the_placement_puts_a_template_point_back_where_its_pixel_is():
+    """``output_position`` inverts ``template_coordinates`` (pose, head scale and the displacement
+    field), so a lesion centre drawn on the template lands on the lesion in the output."""
+    subject = make_subject("glioma", 3, PhantomConfig(per_class=40, seed=4))
+    placement = Placement(subject, 256)
+    sources = placement.template_coordinates(256)
+    for row, col in [(40, 200), (128, 128), (90, 60), (210, 150)]:
+        back = placement.output_position(sources[:, row, col])
+        assert np.allclose(back, (row, col), atol=0.1), (row, col, back)
+
+
+def test_labels_csv_names_the_files_as_a_flat_upload_reaches_the_registry(dataset):
+    """Uploaded flat into landing/<split>/ and moved to raw/<split>/ (a re-upload with its suffix),
+    each file finds its labels.csv row: the row the registry's MRI_LABELS_CSV lookup reads."""
+    with (dataset / "labels.csv").open(newline="") as handle:
+        rows = {csv_path(row["file"]): row for row in csv.DictReader(handle)}
+    for path in sorted(dataset.glob("*/*.jpg")):
+        split, name = path.parent.name, path.name
+        stem, extension = name.rsplit(".", 1)
+        for key in (f"raw/{split}/{name}", f"raw/{split}/{stem} (upload 3f9a1c2b0e4d).{extension}"):
+            with_split, _ = csv_names(key, split)
+            assert rows[with_split]["subject"].startswith("sub-"), key
+            assert rows[with_split]["label"] == name.split(" (")[0]
+
+
+def test_files_of_another_label_left_by_an_earlier_run_are_removed(tmp_path):
+    generate_dataset(tmp_path, PhantomConfig(labels=("meningioma",), per_class=4, slices_per_subject=2, size=64))
+    generate_dataset(tmp_path, PhantomConfig(labels=("glioma",), per_class=4, slices_per_subject=2, size=64))
+    assert sorted(path.name for path in tmp_path.glob("*/*.jpg")) == [
+        "glioma (1).jpg",
+        "glioma (1).jpg",
+        "glioma (2).jpg",
+        "glioma (2).jpg",
+    ]
 
 
 def test_files_are_named_like_kaggle_and_numbered_from_one_per_split(dataset):
