@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from include.ml.hyperparameters import TrainConfig
+
 
 def phantom_like_images(count: int, size: int = 256) -> tuple[list, list[int]]:
     """Grayscale slices at the phantom set's size (the compute does not depend on the content)."""
@@ -74,7 +76,6 @@ def bare_training(x, y, batch_size: int, learning_rate: float) -> float:
 
 def pipeline_training(images, targets, batch_size: int, image_size: int) -> float:
     """One epoch through ``fine_tune`` (what the fine-tune operator runs): its images/s."""
-    from include.ml.hyperparameters import TrainConfig
     from include.ml.source import build_processor
     from include.ml.train import fine_tune
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--epochs", type=int, default=3, help="trials per side (alternating)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 

@@ -227,8 +227,8 @@ def augment_intensity(
     max|surface|)``, the surface a random quadratic over the image, ``s`` in [0, 0.3]) and Gaussian
     noise of SD in [0, 0.03]; clamped to [0, 1], then normalised again. Identical in the three
     channels (grey slices replicated to RGB). All draws from ``generator``. The ranges are wider than
-the phantom's own (gain 0.75-1.0, shading up to 0.275), so at their top the brightest CSF clips
-at 1. The phantom's ``launcher.phantom.subjects.bias_field`` draws the same kind of field.
+    the phantom's own (gain 0.75-1.0, shading up to 0.275), so at their top the brightest CSF clips
+    at 1. The phantom's ``launcher.phantom.subjects.bias_field`` draws the same kind of field.
 
     :param batch: processed images, (n, 3, H, W).
     :param mean: the processor's per-channel mean (:func:`processor_normalisation`).
