@@ -8,6 +8,7 @@ import sys
 
 import psycopg2
 
+from launcher.phantom import PhantomConfig
 from launcher.scale_profile import create_bucket, create_database, migrate_metadata, scale_environment
 from tests.support.concurrency import most_at_once
 from tests.support.redis import running_redis
@@ -34,17 +35,20 @@ def test_demo_on_celery_runs_mapped_register_batches_on_both_workers_at_once(pos
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     with psycopg2.connect(registry_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT split, COUNT(*) FROM images WHERE status = 'registered' GROUP BY split ORDER BY split")
-        assert cur.fetchall() == [("test", 6), ("train", 18)]
+        # The demo's phantom at 12 per class: 3 subjects a class, the last (2 slices) in test.
+        phantom = PhantomConfig(per_class=12)
+        train, test = 2 * phantom.train_count, 2 * (phantom.per_class - phantom.train_count)
+        assert cur.fetchall() == [("test", test), ("train", train)]
         cur.execute("SELECT uri FROM image_files")
         uris = [uri for (uri,) in cur.fetchall()]
-    assert len(uris) >= 24 and all(uri.startswith(f"s3://{bucket}/mri/raw/") for uri in uris), uris
+    assert len(uris) >= train + test and all(uri.startswith(f"s3://{bucket}/mri/raw/") for uri in uris), uris
     with psycopg2.connect(meta_url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT hostname, start_date, end_date FROM task_instance "
             "WHERE dag_id LIKE 'preprocess_%' AND task_id = 'register_batch' AND state = 'success'"
         )
         rows = cur.fetchall()
-    # 18 train and 6 test images (plus the demo's stray files) in batches of 3: several batches each.
+    # 20 train and 4 test images (plus the demo's stray files) in batches of 3: several batches each.
     hosts = {hostname for hostname, _, _ in rows}
     assert len(rows) >= 8 and len(hosts) == 2 and all(host.startswith("worker") for host in hosts), rows
     assert most_at_once([(start.timestamp(), end.timestamp()) for _, start, end in rows]) >= 2

@@ -12,6 +12,7 @@ import sys
 import psycopg2
 import pytest
 
+from launcher.phantom import PhantomConfig
 from tests.support.concurrency import most_at_once
 
 
@@ -63,13 +64,16 @@ def test_demo_on_postgres_runs_mapped_register_batches_concurrently(postgres_ser
     assert "Summary written to" in demo.stdout
     with psycopg2.connect(postgres_server.url) as conn, conn.cursor() as cur:
         cur.execute("SELECT split, COUNT(*) FROM images WHERE status = 'registered' GROUP BY split ORDER BY split")
-        assert cur.fetchall() == [("test", 6), ("train", 18)]
+        # The demo's phantom at 12 per class: 3 subjects a class, the last (2 slices) in test.
+        phantom = PhantomConfig(per_class=12)
+        train, test = 2 * phantom.train_count, 2 * (phantom.per_class - phantom.train_count)
+        assert cur.fetchall() == [("test", test), ("train", train)]
     with psycopg2.connect(meta_url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT start_date, end_date, pool FROM task_instance "
             "WHERE dag_id = 'preprocess_train_data' AND task_id = 'register_batch'"
         )
         rows = cur.fetchall()
-    # 18 files in batches of 3; a second run may register files that arrived while the first ran.
+    # 20 files in batches of 3; a second run may register files that arrived while the first ran.
     assert len(rows) >= 6 and {pool for _, _, pool in rows} == {"mri_db"}
     assert most_at_once([(start.timestamp(), end.timestamp()) for start, end, _ in rows]) >= 2
