@@ -179,7 +179,7 @@ def render_slice(
 
     :param subject: from :func:`make_subject`.
     :param slice_index: 0-based, below ``len(subject.levels)``.
-    :param config: seed, size and difficulty are used.
+    :param config: size and difficulty are used (the seed is the subject's).
     :returns: (uint8 image ``size`` x ``size``, bool lesion mask aligned with it, parameters drawn;
         the lesion centre is in output pixel coordinates).
     """
